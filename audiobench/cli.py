@@ -1,0 +1,188 @@
+"""The `audiobench` command line: thin wrappers that parse options and print results.
+
+Every command's help ends with a working example. Errors the user can fix are printed as one
+line on stderr with exit code 2; everything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audiobench.errors import AudiobenchError
+
+app = typer.Typer(
+    help="audiobench: the open benchmark suite for audio-to-image generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Model roles and their weights.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets in audiobench's format.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+console = Console()
+
+ProfileOption = Annotated[
+    str, typer.Option("--profile", help="Weights: 'paper' (published) or 'tiny' (random, tests).")
+]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights-dir",
+        help="Folder of paper weights (default: $AUDIOBENCH_WEIGHTS, else ~/.cache/audiobench/"
+        "weights); the Hugging Face cache is searched too.",
+    ),
+]
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the registered methods, what they do and the model roles they need.
+
+    Example: audiobench methods
+    """
+    from audiobench.registry import discover
+
+    table = Table("method", "description", "model roles", "from")
+    for name, info in discover().items():
+        method_class = info.load()
+        table.add_row(
+            name, method_class.description, ", ".join(method_class.roles) or "-", info.distribution
+        )
+    console.print(table)
+
+
+@models_app.command("check")
+def models_check(profile: ProfileOption = "paper", weights_dir: WeightsOption = None) -> None:
+    """Show where each model role's weights resolve; exit 1 if any is missing.
+
+    Example: audiobench models check --profile paper --weights-dir /data/weights
+    """
+    from audiobench.models.inventory import role_status
+
+    statuses = role_status(profile, weights_dir)
+    table = Table("role", "used by", "status", "location or how to obtain")
+    for status in statuses:
+        state = "[green]found[/]" if status.location else "[red]missing[/]"
+        table.add_row(
+            status.role.name,
+            ", ".join(status.used_by),
+            state,
+            status.location or status.role.how_to_obtain,
+        )
+    console.print(table)
+    missing = [status.role.name for status in statuses if not status.location]
+    if missing:
+        console.print(f"missing for the {profile} profile: {', '.join(missing)}")
+        raise typer.Exit(1)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    role: Annotated[list[str] | None, typer.Option("--role", help="Only these roles.")] = None,
+    weights_dir: WeightsOption = None,
+) -> None:
+    """Download the paper weights of every role (or the named ones) into the weights folder.
+
+    Needs a network and, for gated repositories, `huggingface-cli login`.
+    Example: audiobench models fetch --role sd --weights-dir /data/weights
+    """
+    from audiobench.models.inventory import fetch_roles
+
+    for name, location in fetch_roles(role, weights_dir):
+        console.print(f"{name}: {location}")
+
+
+@data_app.command("demo")
+def data_demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the dataset to.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 0,
+) -> None:
+    """Write the synthetic demo dataset (6 VGGSound classes, 36 clips, train and test splits).
+
+    Example: audiobench data demo --out demo
+    """
+    from audiobench.demo import write_demo_dataset
+
+    index = write_demo_dataset(out, seed)
+    console.print(f"demo dataset written: {index}")
+
+
+@app.command("run")
+def run(
+    method: Annotated[str, typer.Option("--method", help="A method from `audiobench methods`.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (holds index.parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of runs; this run gets a subfolder.")],
+    split: Annotated[str, typer.Option("--split", help="Dataset split to generate for.")] = "test",
+    profile: ProfileOption = "paper",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Run seed; each sample's seed derives from it.")
+    ] = 0,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images generated per batch.")
+    ] = 8,
+    device: Annotated[
+        str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Trained weights for methods that use them.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Method option KEY=VALUE, e.g. --set steps=25 (repeatable)."),
+    ] = None,
+    weights_dir: WeightsOption = None,
+) -> None:
+    """Generate an image for every sample of a split with one method.
+
+    Restarting the same command resumes: finished images are kept, the rest are made.
+    Example: audiobench run --method sd-text --data demo --profile tiny --out runs
+    """
+    from audiobench.runner import RunSettings, execute
+
+    settings = RunSettings(
+        method=method,
+        data_dir=data,
+        out=out,
+        split=split,
+        profile=profile,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        options=_parse_options(option or []),
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
+    summary = execute(settings)
+    console.print(
+        f"{summary.run_dir}: {summary.ok}/{summary.total} images ({summary.generated} new), "
+        f"{summary.failed} failed"
+        + (" - see samples.parquet for the errors" if summary.failed else "")
+    )
+    if summary.ok == 0:
+        raise typer.Exit(1)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise AudiobenchError(f"--set takes KEY=VALUE, not {pair!r}")
+        options[key] = value
+    return options
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except AudiobenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

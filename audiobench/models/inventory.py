@@ -1,0 +1,58 @@
+"""Which roles the registered methods need, and whether their weights are here.
+
+Backs `audiobench models check` and `audiobench models fetch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from audiobench.errors import AudiobenchError
+from audiobench.models.zoo import LoadOptions, ModelZoo, Role, get_role, registered_roles
+from audiobench.registry import discover
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    role: Role
+    used_by: tuple[str, ...]
+    location: str | None  # None: missing
+
+
+def roles_in_use() -> dict[str, list[str]]:
+    """Role name -> the methods that declare it (importing the methods registers their roles)."""
+    users: dict[str, list[str]] = {name: [] for name in registered_roles()}
+    for name, info in discover().items():
+        for role in info.load().roles:
+            users.setdefault(role, []).append(name)
+    return users
+
+
+def role_status(profile: str, weights_dir: Path | None) -> list[RoleStatus]:
+    zoo = ModelZoo(profile, LoadOptions(torch.device("cpu"), torch.float32), weights_dir)
+    statuses = []
+    for name, users in sorted(roles_in_use().items()):
+        role = get_role(name)
+        if profile == "tiny":
+            location = "built in (seeded random weights)"
+        else:
+            found = zoo.locate(name)
+            location = str(found) if found else None
+        statuses.append(RoleStatus(role, tuple(users), location))
+    return statuses
+
+
+def fetch_roles(names: list[str] | None, weights_dir: Path | None) -> Iterator[tuple[str, Path]]:
+    """Download paper weights for the named roles (default: all in use) into the weights dir."""
+    zoo = ModelZoo("paper", LoadOptions(torch.device("cpu"), torch.float32), weights_dir)
+    for name in names or sorted(roles_in_use()):
+        role = get_role(name)
+        if role.fetch is None:
+            raise AudiobenchError(
+                f"role {name} cannot be downloaded automatically: {role.how_to_obtain}"
+            )
+        yield name, role.fetch(zoo.weights_dir)

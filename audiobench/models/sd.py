@@ -1,0 +1,148 @@
+"""The `sd` role: Stable Diffusion v1.4 (the backbone of AudioToken and the text topline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from audiobench.models.clip_tokenizer import VOCAB_SIZE, clip_tokenizer
+from audiobench.models.zoo import (
+    LoadOptions,
+    Role,
+    huggingface_snapshot,
+    register_role,
+    role_folder,
+)
+
+SD_REPO = "CompVis/stable-diffusion-v1-4"
+_MARKER = "model_index.json"
+_FILES = [
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer/*",
+    "feature_extractor/*",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+]
+
+
+def _locate(search_dirs: Sequence[Path]) -> Path | None:
+    return role_folder(search_dirs, "sd", _MARKER) or huggingface_snapshot(SD_REPO, _MARKER)
+
+
+def _finish(pipeline, options: LoadOptions):
+    """PNDM as the official inference, SDPA attention, no progress bar of its own."""
+    from diffusers import PNDMScheduler
+
+    pipeline.scheduler = PNDMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(options.device)
+
+
+def _load_paper(path: Path, options: LoadOptions):
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        path,
+        torch_dtype=options.dtype,
+        safety_checker=None,
+        requires_safety_checker=False,
+        local_files_only=True,
+    )
+    return _finish(pipeline, options)
+
+
+def _build_tiny(options: LoadOptions):
+    """SD v1 architecture at toy width: 64 px images, 16x16 latents, 32-wide text encoder."""
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text_width = 32
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=text_width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=text_width,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    scheduler = PNDMScheduler(  # the scheduler config of SD v1.4
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipeline = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return _finish(pipeline.to(dtype=options.dtype), options)
+
+
+def _fetch(weights_dir: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    target = Path(weights_dir) / "sd"
+    snapshot_download(SD_REPO, local_dir=target, allow_patterns=_FILES)
+    return target
+
+
+SD = register_role(
+    Role(
+        name="sd",
+        description="Stable Diffusion v1.4 text-to-image pipeline (512 px, PNDM)",
+        paper_source=SD_REPO,
+        how_to_obtain=(
+            f"a diffusers folder of {SD_REPO} at WEIGHTS/sd or in the Hugging Face cache "
+            "(accept the licence on the Hub, then `audiobench models fetch --role sd`)"
+        ),
+        locate=_locate,
+        load_paper=_load_paper,
+        build_tiny=_build_tiny,
+        fetch=_fetch,
+    )
+)

@@ -1,0 +1,240 @@
+"""Model roles, the two profiles, and where each role's weights come from.
+
+A *role* is a job a model does in the benchmark (`sd` generates, `clip_l14` scores, ...). Each
+role knows how to find its published weights (`paper` profile) and how to build the same
+architecture at toy size with seeded random weights (`tiny` profile, for tests and the
+quickstart). Methods and metrics ask the zoo for roles by name and never touch files directly,
+so every model that touched a result is recorded with its source and sha256.
+
+`paper` never falls back to `tiny`: a missing role is an error that says how to obtain it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiobench.errors import AudiobenchError
+
+PROFILES = ("paper", "tiny")
+TINY_SEED = 0
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Where a model goes and in which precision."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Role:
+    """A model role and the recipes that produce it under each profile."""
+
+    name: str
+    description: str
+    paper_source: str  # what `paper` loads, as a researcher would cite it
+    how_to_obtain: str  # one sentence for the "missing weights" error
+    locate: Callable[[Sequence[Path]], Path | None]  # paper weights in these dirs or the caches
+    load_paper: Callable[[Path, LoadOptions], Any]
+    build_tiny: Callable[[LoadOptions], Any]
+    fetch: Callable[[Path], Path] | None = None  # download into a weights dir (needs a network)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a run records about one model it used."""
+
+    role: str
+    profile: str
+    source: str
+    path: str | None
+    sha256: str
+
+
+_ROLES: dict[str, Role] = {}
+
+
+def register_role(role: Role) -> Role:
+    """Add a role to the zoo; plugins call this for roles only they use."""
+    if not _ROLE_NAME.fullmatch(role.name):
+        raise ValueError(f"role name {role.name!r} must be lowercase letters, digits and _")
+    if role.name in _ROLES and _ROLES[role.name] != role:
+        raise ValueError(f"role {role.name!r} is registered twice")
+    _ROLES[role.name] = role
+    return role
+
+
+def get_role(name: str) -> Role:
+    if name not in _ROLES:
+        hint = difflib.get_close_matches(name, _ROLES, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise AudiobenchError(
+            f"unknown model role {name!r}{suggestion}; known roles: {', '.join(sorted(_ROLES))}"
+        )
+    return _ROLES[name]
+
+
+def registered_roles() -> dict[str, Role]:
+    return dict(_ROLES)
+
+
+def cache_dir() -> Path:
+    """audiobench's own cache (`AUDIOBENCH_CACHE`, default ~/.cache/audiobench)."""
+    return Path(os.environ.get("AUDIOBENCH_CACHE", Path.home() / ".cache" / "audiobench"))
+
+
+def default_weights_dir(weights_dir: Path | None = None) -> Path:
+    """The weights directory: `--weights-dir`, else `AUDIOBENCH_WEIGHTS`, else the cache."""
+    if weights_dir is not None:
+        return Path(weights_dir)
+    if os.environ.get("AUDIOBENCH_WEIGHTS"):
+        return Path(os.environ["AUDIOBENCH_WEIGHTS"])
+    return cache_dir() / "weights"
+
+
+class ModelZoo:
+    """Resolves roles under one profile, loads each once, and remembers what it loaded."""
+
+    def __init__(self, profile: str, options: LoadOptions, weights_dir: Path | None = None) -> None:
+        if profile not in PROFILES:
+            raise AudiobenchError(
+                f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"
+            )
+        self.profile = profile
+        self.options = options
+        self.weights_dir = default_weights_dir(weights_dir)
+        self._loaded: dict[str, Any] = {}
+        self._provenance: dict[str, Provenance] = {}
+
+    def locate(self, role_name: str) -> Path | None:
+        """Where the paper weights of a role are, or None when they are not on this machine."""
+        return get_role(role_name).locate([self.weights_dir])
+
+    def require(self, role_names: Iterable[str]) -> None:
+        """Fail once, listing every role whose paper weights are missing and how to get them."""
+        if self.profile == "tiny":
+            return
+        missing = [get_role(name) for name in role_names if self.locate(name) is None]
+        if missing:
+            details = "; ".join(f"{role.name}: {role.how_to_obtain}" for role in missing)
+            raise AudiobenchError(
+                f"missing weights for the paper profile in {self.weights_dir} and the caches: "
+                f"{details} (or `audiobench models fetch`; `--profile tiny` runs without weights)"
+            )
+
+    def load(self, role_name: str) -> Any:
+        """The model for a role (built or loaded once per zoo)."""
+        if role_name not in self._loaded:
+            role = get_role(role_name)
+            if self.profile == "tiny":
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(TINY_SEED)
+                    model = role.build_tiny(self.options)
+                record = Provenance(
+                    role.name, "tiny", f"tiny-random(seed={TINY_SEED})", None, state_sha256(model)
+                )
+            else:
+                self.require([role_name])
+                path = self.locate(role_name)
+                model = role.load_paper(path, self.options)
+                record = Provenance(
+                    role.name, "paper", role.paper_source, str(path), files_sha256(path)
+                )
+            self._loaded[role_name] = model
+            self._provenance[role_name] = record
+        return self._loaded[role_name]
+
+    def provenance(self) -> list[dict[str, Any]]:
+        return [asdict(record) for record in self._provenance.values()]
+
+
+def modules_of(model: Any) -> list[tuple[str, torch.nn.Module]]:
+    """The torch modules inside a model object: itself, or a pipeline's components."""
+    if isinstance(model, torch.nn.Module):
+        return [("", model)]
+    components = getattr(model, "components", {})
+    return [(name, part) for name, part in components.items() if isinstance(part, torch.nn.Module)]
+
+
+def state_sha256(model: Any) -> str:
+    """Hash of every parameter and buffer (names, dtypes, shapes, values) in a stable order."""
+    digest = hashlib.sha256()
+    for prefix, module in modules_of(model):
+        for name, tensor in sorted(module.state_dict().items()):
+            value = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{prefix}.{name}:{value.dtype}:{tuple(value.shape)}".encode())
+            digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def files_sha256(path: Path) -> str:
+    """sha256 of a weight file, or of all weight files under a folder (paths and contents).
+
+    Hashing gigabytes takes seconds, so each file's hash is cached by its path, size and
+    modification time.
+    """
+    path = Path(path)
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            file for file in path.rglob("*") if file.is_file() and file.suffix in WEIGHT_SUFFIXES
+        )
+    )
+    if len(files) == 1 and files[0] == path:
+        return _cached_file_sha256(path)
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path)}:{_cached_file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _cached_file_sha256(file: Path) -> str:
+    from audiobench.store import atomic_write_json
+
+    stat = file.stat()
+    key = f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache_file = cache_dir() / "file-hashes.json"
+    try:
+        known = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        digest = hashlib.sha256()
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+        known[key] = digest.hexdigest()
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache_file, known)
+    return known[key]
+
+
+def huggingface_snapshot(repo_id: str, marker_file: str) -> Path | None:
+    """The local snapshot folder of a Hugging Face repo if `marker_file` is in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, marker_file)
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def role_folder(search_dirs: Sequence[Path], role_name: str, marker_file: str) -> Path | None:
+    """`<weights dir>/<role>/` if it holds `marker_file`."""
+    for directory in search_dirs:
+        folder = Path(directory) / role_name
+        if (folder / marker_file).is_file():
+            return folder
+    return None

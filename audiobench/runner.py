@@ -1,0 +1,266 @@
+"""`audiobench run`: one method over one dataset split, resumable and reproducible.
+
+Samples are cut into batches in index order once and for all; a batch is the unit of work. A
+batch with any unfinished sample is generated again whole (so every image comes from the same
+batch composition as in an uninterrupted run) and only the missing images are written. Each
+image's noise comes from its own seed, derived from the run seed and the sample id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from audiobench import __version__
+from audiobench.dataset import Sample, index_sha256, load_index
+from audiobench.environment import (
+    default_dtype,
+    git_commit,
+    hardware,
+    package_versions,
+    resolve_device,
+)
+from audiobench.errors import AudiobenchError, SampleError
+from audiobench.models import LoadOptions, ModelZoo
+from audiobench.models.zoo import files_sha256
+from audiobench.progress import progress_bar
+from audiobench.registry import Method, MethodContext, build_config, get_method
+from audiobench.store import RunDirectory, exclusive_lock, make_directory
+
+RUN_SCHEMA_VERSION = 1
+# run.json keys that must match for a restarted run to continue an existing directory.
+IDENTITY_KEYS = (
+    "method",
+    "method_config",
+    "dataset_sha256",
+    "split",
+    "profile",
+    "seed",
+    "batch_size",
+    "checkpoint",
+    "dtype",
+)
+SAMPLE_COLUMNS = ("id", "label", "status", "error", "image", "seed", "seconds")
+
+
+@dataclass
+class RunSettings:
+    """Everything `audiobench run` needs; CLI options map one to one onto these fields."""
+
+    method: str
+    data_dir: Path
+    out: Path
+    split: str = "test"
+    profile: str = "paper"
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+    options: dict[str, str] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    weights_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    total: int
+    ok: int
+    failed: int
+    generated: int  # images made by this invocation (the rest were already there)
+
+
+def sample_seed(run_seed: int, sample_id: str) -> int:
+    """A seed per sample that depends on nothing but the run seed and the sample id."""
+    digest = hashlib.sha256(f"{run_seed}/{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def run_name(settings: RunSettings) -> str:
+    return f"{settings.method}-{settings.split}-{settings.profile}-seed{settings.seed}"
+
+
+def execute(settings: RunSettings) -> RunSummary:
+    """Run (or resume) a method over a split and return what happened."""
+    if settings.batch_size < 1:
+        raise AudiobenchError(f"--batch-size must be at least 1, not {settings.batch_size}")
+    samples = load_index(settings.data_dir, settings.split)
+    method_class = get_method(settings.method)
+    config = build_config(method_class, settings.options)
+    device = resolve_device(settings.device)
+    options = LoadOptions(device=device, dtype=default_dtype(device))
+    identity = _identity(settings, config, options)
+    run = RunDirectory(make_directory(Path(settings.out)) / run_name(settings))
+    make_directory(run.path)
+    with exclusive_lock(run.path):
+        run.create()
+        previous = run.read_run()
+        _check_same_run(run, previous, identity)
+        zoo = ModelZoo(settings.profile, options, settings.weights_dir)
+        zoo.require(method_class.roles)
+        method = method_class(config)
+        method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint))
+        run.write_run(_run_record(settings, identity, previous, zoo, device))
+        return _generate_all(method, samples, settings, run)
+
+
+def _identity(settings: RunSettings, config: Any, options: LoadOptions) -> dict[str, Any]:
+    checkpoint = None
+    if settings.checkpoint is not None:
+        if not Path(settings.checkpoint).exists():
+            raise AudiobenchError(f"checkpoint {settings.checkpoint} does not exist")
+        checkpoint = {"path": str(settings.checkpoint), "sha256": files_sha256(settings.checkpoint)}
+    return {
+        "method": settings.method,
+        "method_config": asdict(config),
+        "dataset_sha256": index_sha256(settings.data_dir),
+        "split": settings.split,
+        "profile": settings.profile,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+        "checkpoint": checkpoint,
+        "dtype": str(options.dtype).removeprefix("torch."),
+    }
+
+
+def _check_same_run(run: RunDirectory, previous: dict | None, identity: dict) -> None:
+    if previous is None:
+        return
+    changed = [key for key in IDENTITY_KEYS if previous.get(key) != identity[key]]
+    if changed:
+        raise AudiobenchError(
+            f"{run.path} holds a run with different {', '.join(changed)}; "
+            "use another --out to keep both, or delete it"
+        )
+
+
+def _run_record(
+    settings: RunSettings, identity: dict, previous: dict | None, zoo: ModelZoo, device
+) -> dict[str, Any]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sessions = [
+        *(previous or {}).get("sessions", []),
+        {"started": now, "hardware": hardware(device)},
+    ]
+    return {
+        "schema_version": RUN_SCHEMA_VERSION,
+        **identity,
+        "dataset": str(Path(settings.data_dir).resolve()),
+        "device": device.type,
+        "created": (previous or {}).get("created", now),
+        "sessions": sessions,
+        "audiobench_version": __version__,
+        "versions": package_versions(),
+        "git": git_commit(),
+        "models": zoo.provenance(),
+    }
+
+
+def _generate_all(
+    method: Method, samples: list[Sample], settings: RunSettings, run: RunDirectory
+) -> RunSummary:
+    records = _existing_records(run)
+    done = {
+        sid
+        for sid, row in records.items()
+        if row["status"] == "ok" and run.image_path(sid).is_file()
+    }
+    already = len(done & {sample.id for sample in samples})
+    batches = [
+        samples[i : i + settings.batch_size] for i in range(0, len(samples), settings.batch_size)
+    ]
+    generated = 0
+    with progress_bar(len(samples), f"{settings.method} on {settings.split}") as advance:
+        advance(already)
+        for batch in batches:
+            todo = [sample for sample in batch if sample.id not in done]
+            if todo:
+                written = _generate_batch(method, batch, done, settings.seed, run, records)
+                generated += written
+                run.write_samples(_records_table(records, samples))
+            advance(len(todo))
+    statuses = [records[sample.id]["status"] for sample in samples]
+    return RunSummary(
+        run.path, len(samples), statuses.count("ok"), statuses.count("failed"), generated
+    )
+
+
+def _generate_batch(
+    method: Method,
+    batch: Sequence[Sample],
+    done: set[str],
+    run_seed: int,
+    run: RunDirectory,
+    records: dict[str, dict],
+) -> int:
+    """Generate one batch whole and write the images not already on disk."""
+    prepared: list[tuple[Sample, Any]] = []
+    for sample in batch:
+        try:
+            prepared.append((sample, method.prepare(sample)))
+        except SampleError as error:
+            records[sample.id] = _record(sample, run_seed, error=str(error))
+    if not prepared:
+        return 0
+    seeds = [sample_seed(run_seed, sample.id) for sample, _ in prepared]
+    start = time.perf_counter()
+    try:
+        images = method.generate([inputs for _, inputs in prepared], seeds)
+    except SampleError as error:
+        for sample, _ in prepared:
+            records[sample.id] = _record(sample, run_seed, error=str(error))
+        return 0
+    seconds = (time.perf_counter() - start) / len(prepared)
+    if len(images) != len(prepared) or not all(isinstance(i, Image.Image) for i in images):
+        raise RuntimeError(
+            f"method {type(method).__name__} returned {len(images)} objects for "
+            f"{len(prepared)} inputs; generate() must return one PIL image per input"
+        )
+    written = 0
+    for (sample, _), image in zip(prepared, images, strict=True):
+        if sample.id in done:
+            continue
+        path = run.write_image(sample.id, image)
+        records[sample.id] = _record(sample, run_seed, image=path, seconds=seconds)
+        done.add(sample.id)
+        written += 1
+    return written
+
+
+def _record(
+    sample: Sample,
+    run_seed: int,
+    *,
+    error: str | None = None,
+    image: str | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": sample.id,
+        "label": sample.label,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "image": image,
+        "seed": sample_seed(run_seed, sample.id),
+        "seconds": seconds,
+    }
+
+
+def _existing_records(run: RunDirectory) -> dict[str, dict]:
+    table = run.read_samples()
+    if table is None:
+        return {}
+    return {row["id"]: row for row in table.to_dict("records")}
+
+
+def _records_table(records: dict[str, dict], samples: list[Sample]) -> pd.DataFrame:
+    rows = [records[sample.id] for sample in samples if sample.id in records]
+    table = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+    return table.astype({"seed": "int64", "seconds": "float64"})

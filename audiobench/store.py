@@ -1,0 +1,166 @@
+"""All writing to disk goes through here: atomic files, the run directory and its lock.
+
+Every file is written under a temporary name in its final directory and renamed into place, so a
+process killed at any instant leaves either the old file or the new one, never half of one.
+Errors are never swallowed: a run that cannot write its results stops and says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from audiobench.errors import AudiobenchError
+
+TEMP_MARK = ".tmp-"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers only ever see the complete file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise AudiobenchError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    """Write indented, key-sorted JSON atomically (sorted keys keep files diffable)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_parquet(path: Path, table: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode as PNG without metadata, so the same pixels always give the same bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files a killed process left behind in `directory` (not recursive)."""
+    for leftover in Path(directory).glob(f".*{TEMP_MARK}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def make_directory(path: Path) -> Path:
+    """Create `path` (and parents) or fail with one line naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AudiobenchError(
+            f"cannot create directory {path}: {error.strerror or error}"
+        ) from error
+    if not os.access(path, os.W_OK):
+        raise AudiobenchError(f"directory {path} is not writable")
+    return path
+
+
+@contextmanager
+def exclusive_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `directory` for the duration of the block.
+
+    The lock is an flock on `directory/.lock`: the kernel releases it when the holder dies, so a
+    killed run never leaves a stale lock, while a second live process gets a clear error.
+    """
+    with open(Path(directory) / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise AudiobenchError(
+                f"{directory} is in use by another audiobench process (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by audiobench, failing with a message that names it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise AudiobenchError(f"{path} does not exist") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AudiobenchError(f"{path} is not valid JSON: {error}") from error
+
+
+class RunDirectory:
+    """The files of one run: `run.json`, `samples.parquet`, `images/<sample_id>.png`."""
+
+    RUN_FILE = "run.json"
+    SAMPLES_FILE = "samples.parquet"
+    IMAGES = "images"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / self.RUN_FILE
+
+    @property
+    def samples_file(self) -> Path:
+        return self.path / self.SAMPLES_FILE
+
+    @property
+    def images_dir(self) -> Path:
+        return self.path / self.IMAGES
+
+    def image_path(self, sample_id: str) -> Path:
+        return self.images_dir / f"{sample_id}.png"
+
+    def create(self) -> None:
+        make_directory(self.images_dir)
+        remove_stale_temporaries(self.path)
+        remove_stale_temporaries(self.images_dir)
+
+    def read_run(self) -> dict[str, Any] | None:
+        return read_json(self.run_file) if self.run_file.exists() else None
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.run_file, record)
+
+    def read_samples(self) -> pd.DataFrame | None:
+        if not self.samples_file.exists():
+            return None
+        try:
+            return pd.read_parquet(self.samples_file)
+        except Exception as error:  # pyarrow raises several unrelated types for a damaged file
+            raise AudiobenchError(f"{self.samples_file} is unreadable: {error}") from error
+
+    def write_samples(self, table: pd.DataFrame) -> None:
+        atomic_write_parquet(self.samples_file, table)
+
+    def write_image(self, sample_id: str, image: Image.Image) -> str:
+        """Save one generated image atomically; returns its path relative to the run."""
+        path = self.image_path(sample_id)
+        atomic_write_bytes(path, png_bytes(image))
+        return str(path.relative_to(self.path))
