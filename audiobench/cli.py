@@ -179,10 +179,10 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app()
+        app(args=argv)
     except AudiobenchError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from audiobench.models.clip_tokenizer import VOCAB_SIZE, clip_tokenizer
 from audiobench.models.zoo import (
     LoadOptions,
@@ -120,7 +122,9 @@ def _build_tiny(options: LoadOptions):
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    return _finish(pipeline.to(dtype=options.dtype), options)
+    if options.dtype != torch.float32:
+        pipeline.to(dtype=options.dtype)
+    return _finish(pipeline, options)
 
 
 def _fetch(weights_dir: Path) -> Path:

@@ -1,0 +1,71 @@
+"""Timing and reporting helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import torch
+
+from audiobench.environment import package_versions
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    items: int
+    seconds: float
+    peak_rss_mib: float
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items / self.seconds
+
+
+def measure(name: str, items: int, work: Callable[[], object], repeats: int = 3) -> Measurement:
+    """Best wall time of `repeats` calls of `work` (after one warm-up call)."""
+    work()
+    best = min(_timed(work) for _ in range(repeats))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Measurement(name, items, best, peak)
+
+
+def _timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def machine() -> dict[str, object]:
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+    }
+
+
+def report(measurements: list[Measurement], ratios: dict[str, float], as_json: bool) -> None:
+    if as_json:
+        payload = {
+            "machine": machine(),
+            "ratios": ratios,
+            "measurements": [
+                {**asdict(m), "items_per_second": m.items_per_second} for m in measurements
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    print(f"{'measurement':40} {'items':>6} {'seconds':>9} {'items/s':>9} {'peak RSS MiB':>13}")
+    for m in measurements:
+        print(
+            f"{m.name:40} {m.items:6d} {m.seconds:9.3f} {m.items_per_second:9.2f} "
+            f"{m.peak_rss_mib:13.0f}"
+        )
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")

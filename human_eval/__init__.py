@@ -1,0 +1,1 @@
+"""Human evaluation: blinded rating sheets, response ingest and analysis (issue 8; not built yet)."""

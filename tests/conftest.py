@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated cache, the demo dataset, the real VGGSound files, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "vggsound"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_environment(tmp_path_factory):
+    """Tests never read the user's caches or weights and never reach the network."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ["AUDIOBENCH_CACHE"] = str(home / "audiobench-cache")
+    os.environ["HF_HOME"] = str(home / "hf")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.pop("AUDIOBENCH_WEIGHTS", None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    from audiobench.demo import write_demo_dataset
+
+    path = tmp_path_factory.mktemp("demo") / "demo"
+    write_demo_dataset(path)
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real VGGSound files not found at {SHARED_DATA} (only in the project's CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from audiobench.cli import main
+
+    def invoke(*args) -> tuple[int, str, str]:
+        try:
+            main([str(arg) for arg in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+def run_subprocess(*args, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m audiobench ARGS` in a fresh interpreter (for kills and entry-point scans)."""
+    return subprocess.run(
+        [sys.executable, "-m", "audiobench", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
