@@ -1,1 +1,1 @@
-"""Human evaluation: blinded rating sheets, response ingest and analysis (issue 8; not built yet)."""
+"""Human evaluation: blinded rating sheets, response ingest, analysis (issue 8; not built yet)."""

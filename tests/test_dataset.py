@@ -41,7 +41,7 @@ def test_missing_directory_and_missing_index(tmp_path):
 
 
 def test_unknown_split_lists_the_splits_present(demo_dir):
-    with pytest.raises(AudiobenchError, match="no samples in split 'val'.*test, train"):
+    with pytest.raises(AudiobenchError, match=r"no samples in split 'val'.*test, train"):
         load_index(demo_dir, "val")
 
 
@@ -134,8 +134,8 @@ def test_bad_audio_names_the_file_and_the_problem(tmp_path, make, message):
 
 
 def test_bad_frames_name_the_file(tmp_path):
-    with pytest.raises(SampleError, match="frame.png: image file missing"):
+    with pytest.raises(SampleError, match=r"frame.png: image file missing"):
         read_frame(tmp_path / "frame.png")
     (tmp_path / "frame.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(SampleError, match="frame.png: unreadable image"):
+    with pytest.raises(SampleError, match=r"frame.png: unreadable image"):
         read_frame(tmp_path / "frame.png")

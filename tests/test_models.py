@@ -129,5 +129,5 @@ def test_paper_profile_never_falls_back_to_tiny(cli, demo_dir, tmp_path):
 def test_unknown_profile_and_role():
     with pytest.raises(AudiobenchError, match="unknown profile 'huge'"):
         ModelZoo("huge", CPU)
-    with pytest.raises(AudiobenchError, match="unknown model role 'sdd'.*did you mean 'sd'"):
+    with pytest.raises(AudiobenchError, match=r"unknown model role 'sdd'.*did you mean 'sd'"):
         ModelZoo("tiny", CPU).load("sdd")

@@ -105,7 +105,7 @@ def test_same_name_from_two_distributions_is_an_error(plugin_site):
     install_distribution(plugin_site, "other-plugin", {"solid": "other_plugin:Clash"}, "")
     with pytest.raises(
         AudiobenchError,
-        match="registered twice: by (other|solid)-plugin.* and by (other|solid)-plugin",
+        match=r"registered twice: by (other|solid)-plugin.* and by (other|solid)-plugin",
     ):
         discover()
 
@@ -114,7 +114,7 @@ def test_invalid_name_and_non_method_class_are_rejected(plugin_site):
     install_distribution(
         plugin_site, "bad-plugin", {"not_a_method": "bad_plugin:Thing"}, "class Thing:\n    pass\n"
     )
-    with pytest.raises(AudiobenchError, match="method name 'not_a_method'.*invalid"):
+    with pytest.raises(AudiobenchError, match=r"method name 'not_a_method'.*invalid"):
         discover()
 
 
@@ -122,7 +122,7 @@ def test_plugin_that_is_not_a_method_subclass(plugin_site):
     install_distribution(
         plugin_site, "thing-plugin", {"thing": "thing_plugin:Thing"}, "class Thing:\n    pass\n"
     )
-    with pytest.raises(AudiobenchError, match="'thing'.*not a subclass"):
+    with pytest.raises(AudiobenchError, match=r"'thing'.*not a subclass"):
         get_method("thing")
 
 

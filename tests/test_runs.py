@@ -262,7 +262,7 @@ def test_errors_are_one_line_with_exit_code_2(cli, demo_dir, tmp_path, arguments
     arguments = [argument.format(**fill) for argument in arguments]
     if "--out" not in arguments:
         arguments += ["--out", str(tmp_path / "runs")]
-    code, out, err = cli("run", "--method", "sd-text", "--profile", "tiny", *arguments)
+    code, _, err = cli("run", "--method", "sd-text", "--profile", "tiny", *arguments)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1
     assert message.format(**fill) in err
