@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from audiobench.errors import AudiobenchError, SampleError
+from audiobench.store import atomic_write_parquet, make_directory
 
 INDEX_FILE = "index.parquet"
 SAMPLE_RATE = 16_000
@@ -45,10 +46,8 @@ class Sample:
 
 def write_index(data_dir: Path, rows: Iterable[dict]) -> Path:
     """Write the index table; `rows` hold `INDEX_COLUMNS` with paths relative to `data_dir`."""
-    from audiobench.store import atomic_write_parquet
-
     table = pd.DataFrame(list(rows), columns=list(INDEX_COLUMNS))
-    path = Path(data_dir) / INDEX_FILE
+    path = make_directory(data_dir) / INDEX_FILE
     atomic_write_parquet(path, table)
     return path
 

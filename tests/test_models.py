@@ -110,16 +110,9 @@ def test_weights_dir_from_environment(tmp_path, monkeypatch):
 
 
 def test_paper_profile_never_falls_back_to_tiny(cli, demo_dir, tmp_path):
+    out, weights = tmp_path / "r", tmp_path / "empty"
     code, _, err = cli(
-        "run",
-        "--method",
-        "sd-text",
-        "--data",
-        demo_dir,
-        "--out",
-        tmp_path / "r",
-        "--weights-dir",
-        tmp_path / "empty",
+        "run", "--method", "sd-text", "--data", demo_dir, "--out", out, "--weights-dir", weights
     )
     assert code == 2
     assert "missing weights for the paper profile" in err and "sd:" in err

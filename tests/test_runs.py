@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audiobench.dataset import load_index
+from audiobench.dataset import load_index, write_index
 from audiobench.runner import RunSettings, execute, sample_seed
 from audiobench.store import RunDirectory, exclusive_lock
 
@@ -28,6 +28,11 @@ def settings(demo_dir, out, method="sd-text", **changes) -> RunSettings:
         method=method, data_dir=demo_dir, out=out, profile="tiny", batch_size=2, options=options
     )
     return RunSettings(**{**values, **changes})
+
+
+def tiny_run(cli, method, data, out, *extra):
+    """`audiobench run` on the tiny profile through the in-process CLI."""
+    return cli("run", "--method", method, "--data", data, "--profile", "tiny", "--out", out, *extra)
 
 
 def image_digests(run_dir):
@@ -145,20 +150,8 @@ def test_half_written_batch_is_regenerated_whole(sd_run, demo_dir, tmp_path):
 
 
 def test_different_settings_in_the_same_directory_are_refused(sd_run, demo_dir, cli):
-    code, _, err = cli(
-        "run",
-        "--method",
-        "sd-text",
-        "--data",
-        demo_dir,
-        "--profile",
-        "tiny",
-        "--out",
-        sd_run.run_dir.parent,
-        "--batch-size",
-        "3",
-        "--set",
-        "steps=10",
+    code, _, err = tiny_run(
+        cli, "sd-text", demo_dir, sd_run.run_dir.parent, "--batch-size", "3", "--set", "steps=10"
     )
     assert code == 2 and "different batch_size" in err
 
@@ -179,17 +172,7 @@ def test_bad_sample_is_recorded_and_the_run_goes_on(demo_dir, tmp_path, cli):
     shutil.copytree(demo_dir, data)
     broken = load_index(data, "test")[3]
     broken.frame_path.write_bytes(b"not a png")
-    code, out, _ = cli(
-        "run",
-        "--method",
-        "reference",
-        "--data",
-        data,
-        "--profile",
-        "tiny",
-        "--out",
-        tmp_path / "runs",
-    )
+    code, out, _ = tiny_run(cli, "reference", data, tmp_path / "runs")
     assert code == 0 and "11/12 images" in out and "1 failed" in out
     run_dir = tmp_path / "runs" / "reference-test-tiny-seed0"
     table = pd.read_parquet(run_dir / "samples.parquet").set_index("id")
@@ -199,17 +182,7 @@ def test_bad_sample_is_recorded_and_the_run_goes_on(demo_dir, tmp_path, cli):
     assert (table.drop(broken.id).status == "ok").all()
 
     shutil.copy(demo_dir / "frames" / broken.frame_path.name, broken.frame_path)  # repaired
-    code, out, _ = cli(
-        "run",
-        "--method",
-        "reference",
-        "--data",
-        data,
-        "--profile",
-        "tiny",
-        "--out",
-        tmp_path / "runs",
-    )
+    code, out, _ = tiny_run(cli, "reference", data, tmp_path / "runs")
     assert code == 0 and "12/12 images (1 new), 0 failed" in out
 
 
@@ -217,21 +190,9 @@ def test_second_process_on_the_same_run_directory_is_refused(demo_dir, tmp_path,
     run_dir = tmp_path / "reference-test-tiny-seed0"
     run_dir.mkdir()
     with exclusive_lock(run_dir):
-        code, _, err = cli(
-            "run",
-            "--method",
-            "reference",
-            "--data",
-            demo_dir,
-            "--profile",
-            "tiny",
-            "--out",
-            tmp_path,
-        )
+        code, _, err = tiny_run(cli, "reference", demo_dir, tmp_path)
     assert code == 2 and "in use by another audiobench process" in err
-    code, _, _ = cli(
-        "run", "--method", "reference", "--data", demo_dir, "--profile", "tiny", "--out", tmp_path
-    )
+    code, _, _ = tiny_run(cli, "reference", demo_dir, tmp_path)
     assert code == 0  # the lock went with its holder
 
 
@@ -241,6 +202,7 @@ def test_second_process_on_the_same_run_directory_is_refused(demo_dir, tmp_path,
         (["--data", "{tmp}/missing"], "data directory {tmp}/missing does not exist"),
         (["--data", "{tmp}"], "has no index.parquet"),
         (["--data", "{demo}", "--split", "val"], "no samples in split 'val'"),
+        (["--data", "{tmp}/empty"], "{tmp}/empty/index.parquet has no samples"),
         (["--data", "{demo}", "--out", "{tmp}/file/runs"], "cannot create directory"),
         (["--data", "{demo}", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["--data", "{demo}", "--set", "steps"], "--set takes KEY=VALUE"),
@@ -250,6 +212,7 @@ def test_second_process_on_the_same_run_directory_is_refused(demo_dir, tmp_path,
         "missing-data",
         "no-index",
         "empty-split",
+        "empty-index",
         "unwritable-out",
         "batch-size",
         "bad-set",
@@ -258,6 +221,7 @@ def test_second_process_on_the_same_run_directory_is_refused(demo_dir, tmp_path,
 )
 def test_errors_are_one_line_with_exit_code_2(cli, demo_dir, tmp_path, arguments, message):
     (tmp_path / "file").write_text("a file, not a directory")
+    write_index(tmp_path / "empty", [])
     fill = {"tmp": tmp_path, "demo": demo_dir}
     arguments = [argument.format(**fill) for argument in arguments]
     if "--out" not in arguments:
