@@ -6,6 +6,7 @@ line on stderr with exit code 2; everything else keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -167,6 +168,108 @@ def run(
     )
     if summary.ok == 0:
         raise typer.Exit(1)
+
+
+@app.command("evaluate")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `audiobench run`.")],
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated subset of ais,iis,aic,fid.")
+    ] = "ais,iis,aic,fid",
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset folder, if it moved since the run.")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Metric models' profile (default: the run's).")
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per model call.")] = 32,
+    pool_size: Annotated[
+        int | None,
+        typer.Option("--pool-size", help="AIS/IIS against a fixed random pool of M samples."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the pool and the bootstrap.")] = 0,
+    fid_resamples: Annotated[
+        int, typer.Option("--fid-resamples", help="Bootstrap resamples of the FID interval.")
+    ] = 100,
+    weights_dir: WeightsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+) -> None:
+    """Score a run with AIS, IIS, AIC and FID; write metrics.json and per-sample values.
+
+    Example: audiobench evaluate runs/sd-text-test-tiny-seed0
+    """
+    from audiobench.evaluation import EvaluateSettings
+    from audiobench.evaluation import evaluate as evaluate_run
+
+    settings = EvaluateSettings(
+        run_dir=run_dir,
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        data_dir=data,
+        profile=profile,
+        device=device,
+        batch_size=batch_size,
+        pool_size=pool_size,
+        seed=seed,
+        fid_resamples=fid_resamples,
+        weights_dir=weights_dir,
+    )
+    report = evaluate_run(settings)
+    if as_json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return
+    table = Table("metric", "value", "95% CI", "N", title=f"{run_dir} ({report['profile']})")
+    for name, result in report["metrics"].items():
+        arrow = "up" if result["higher_is_better"] else "down"
+        low, high = result["ci95"]
+        table.add_row(
+            f"{name.upper()} ({arrow})",
+            f"{result['value']:.2f}",
+            f"{low:.2f} - {high:.2f}",
+            str(result["n"]),
+        )
+    console.print(table)
+    if report["excluded"]:
+        console.print(f"{len(report['excluded'])} samples excluded (listed in metrics.json)")
+
+
+@app.command("fid")
+def fid(
+    dir_a: Annotated[Path, typer.Argument(help="First image folder.")],
+    dir_b: Annotated[Path, typer.Argument(help="Second image folder.")],
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option("--inception-weights", help="torch-fidelity Inception weights file."),
+    ] = None,
+    profile: ProfileOption = "paper",
+    weights_dir: WeightsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """FID between two image folders, computed by torch-fidelity (inception-v3-compat).
+
+    Without --inception-weights the `inception` role of the profile is used.
+    Example: audiobench fid runs/sd-text-test-paper-seed0/images reference_frames/
+    """
+    from audiobench.metrics.fid import FID_KEY, fid_from_dirs
+
+    if inception_weights is None:
+        inception_weights = _inception_weights(profile, weights_dir)
+    value = fid_from_dirs(dir_a, dir_b, inception_weights)
+    if as_json:
+        print(json.dumps({FID_KEY: value, "inception_weights": str(inception_weights)}))
+    else:
+        console.print(f"FID {value:.6f}")
+
+
+def _inception_weights(profile: str, weights_dir: Path | None) -> Path:
+    import torch
+
+    from audiobench.models import LoadOptions, ModelZoo
+
+    zoo = ModelZoo(profile, LoadOptions(torch.device("cpu"), torch.float32), weights_dir)
+    return zoo.load("inception").weights_path
 
 
 def _parse_options(pairs: list[str]) -> dict[str, str]:

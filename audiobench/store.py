@@ -8,14 +8,18 @@ Errors are never swallowed: a run that cannot write its results stops and says s
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
+import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -164,3 +168,55 @@ class RunDirectory:
         path = self.image_path(sample_id)
         atomic_write_bytes(path, png_bytes(image))
         return str(path.relative_to(self.path))
+
+
+class FeatureCache:
+    """Embeddings of one model, keyed by the content hash of their input, kept on disk.
+
+    Each computed batch is one shard file (`<folder>/<model_key>/<shard>.npz`, written
+    atomically), so an interrupted evaluation keeps what it finished and nothing is ever
+    rewritten. A shard that fails to load is deleted and its embeddings computed again, never
+    trusted. Keys include the model's weights hash, so new weights never meet old features.
+    """
+
+    def __init__(self, folder: Path, model_key: str) -> None:
+        self.folder = Path(folder) / model_key
+        self._known: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._known is None:
+            self._known = {}
+            for shard in sorted(self.folder.glob("*.npz")):
+                try:
+                    with np.load(shard, allow_pickle=False) as content:
+                        keys, values = content["keys"], content["values"]
+                    if len(keys) != len(values):
+                        raise ValueError("keys and values differ in length")
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+                    warnings.warn(
+                        f"discarding corrupt feature cache {shard}: {error}", stacklevel=2
+                    )
+                    shard.unlink(missing_ok=True)
+                    continue
+                self._known.update(zip(keys.tolist(), values, strict=True))
+        return self._known
+
+    def missing(self, keys: list[str]) -> list[str]:
+        known = self._load()
+        return [key for key in dict.fromkeys(keys) if key not in known]
+
+    def put(self, keys: list[str], values: np.ndarray) -> None:
+        make_directory(self.folder)
+        shard = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=np.array(keys), values=np.asarray(values))
+        atomic_write_bytes(self.folder / f"{shard}.npz", buffer.getvalue())
+        self._load().update(zip(keys, np.asarray(values), strict=True))
+
+    def get(self, keys: list[str]) -> np.ndarray:
+        known = self._load()
+        return np.stack([known[key] for key in keys])
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

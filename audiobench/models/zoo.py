@@ -143,19 +143,30 @@ class ModelZoo:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(TINY_SEED)
                     model = role.build_tiny(self.options)
-                record = Provenance(
+                self._provenance[role_name] = Provenance(
                     role.name, "tiny", f"tiny-random(seed={TINY_SEED})", None, state_sha256(model)
                 )
             else:
+                model = role.load_paper(self.identify(role_name).path, self.options)
+            self._loaded[role_name] = model
+        return self._loaded[role_name]
+
+    def identify(self, role_name: str) -> Provenance:
+        """Source and weights hash of a role; for `paper` without loading the model."""
+        if role_name not in self._provenance:
+            if self.profile == "tiny":
+                self.load(role_name)
+            else:
                 self.require([role_name])
-                path = self.locate(role_name)
-                model = role.load_paper(path, self.options)
-                record = Provenance(
+                role, path = get_role(role_name), self.locate(role_name)
+                self._provenance[role_name] = Provenance(
                     role.name, "paper", role.paper_source, str(path), files_sha256(path)
                 )
-            self._loaded[role_name] = model
-            self._provenance[role_name] = record
-        return self._loaded[role_name]
+        return self._provenance[role_name]
+
+    def fingerprint(self, role_name: str) -> str:
+        """`<role>-<first 16 hex of the weights hash>`: names the features a model computed."""
+        return f"{role_name}-{self.identify(role_name).sha256[:16]}"
 
     def provenance(self) -> list[dict[str, Any]]:
         return [asdict(record) for record in self._provenance.values()]
@@ -176,7 +187,7 @@ def state_sha256(model: Any) -> str:
         for name, tensor in sorted(module.state_dict().items()):
             value = tensor.detach().to("cpu").contiguous()
             digest.update(f"{prefix}.{name}:{value.dtype}:{tuple(value.shape)}".encode())
-            digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -238,3 +249,56 @@ def role_folder(search_dirs: Sequence[Path], role_name: str, marker_file: str) -
         if (folder / marker_file).is_file():
             return folder
     return None
+
+
+def weight_file(
+    search_dirs: Sequence[Path], role_name: str, file_names: Sequence[str]
+) -> Path | None:
+    """`<weights dir>/<role>/<name>` for the first of `file_names` present, else None."""
+    for directory in search_dirs:
+        for name in file_names:
+            candidate = Path(directory) / role_name / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def huggingface_file(repo_id: str, file_names: Sequence[str]) -> Path | None:
+    """The cached copy of the first of `file_names` in a Hugging Face repo, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in file_names:
+        cached = try_to_load_from_cache(repo_id, name)
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
+
+
+def torch_hub_file(file_name: str) -> Path | None:
+    """A file that `torch.hub.load_state_dict_from_url` saved in its checkpoints cache."""
+    candidate = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    return candidate if candidate.is_file() else None
+
+
+def download_file(url: str, target: Path) -> Path:
+    """Download `url` to `target` (atomically, through torch.hub's downloader)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(target), progress=True)
+    return target
+
+
+def variance_preserving_init(model: torch.nn.Module, nonlinearity: str = "relu") -> None:
+    """Kaiming-normal weights, zero biases, BatchNorm statistics 0 and 1.
+
+    Tiny random networks with some libraries' default initialisations collapse: their outputs
+    barely depend on their inputs (a classifier picks the same class for every image, an
+    Inception gives constant features), which would make every test on them vacuous.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Conv1d | torch.nn.Linear):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity=nonlinearity)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            module.running_mean.zero_()
+            module.running_var.fill_(1.0)

@@ -1,0 +1,107 @@
+"""The `classifier` role: the ImageNet-1k classifier whose top-1 class AIC compares with the label.
+
+The paper does not name its classifier. audiobench uses timm's
+`vit_base_patch16_224.augreg2_in21k_ft_in1k` (ViT-B/16, ImageNet-21k pre-trained, fine-tuned on
+ImageNet-1k, 85.1% top-1), a strong, widely used checkpoint, with timm's own evaluation
+transform (bicubic resize, 0.9 centre crop, mean/std 0.5). The class name compared with the
+label is the first synonym of timm's bundled ImageNet description ("police van" for "police
+van, police wagon, paddy wagon, ...").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from audiobench.models.zoo import (
+    LoadOptions,
+    Role,
+    huggingface_file,
+    register_role,
+    variance_preserving_init,
+    weight_file,
+)
+
+ARCHITECTURE = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
+HUB_REPO = f"timm/{ARCHITECTURE}"
+_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@cache
+def class_names() -> list[str]:
+    """The 1000 ImageNet class names: the first synonym of each of timm's descriptions."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(index).split(",")[0].strip() for index in range(1000)]
+
+
+class ImageClassifier:
+    """A timm ImageNet-1k model with its evaluation transform and class names."""
+
+    def __init__(self, model: Any, options: LoadOptions) -> None:
+        import timm
+
+        self.model = model.to(options.device, options.dtype).eval()
+        self.options = options
+        config = timm.data.resolve_data_config({}, model=model)
+        self.transform = timm.data.create_transform(**config)
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    @torch.no_grad()
+    def top1(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Index of the most likely ImageNet class of each image."""
+        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        logits = self.model(pixels.to(self.options.device, self.options.dtype))
+        return logits.argmax(dim=-1).cpu()
+
+
+def _locate(search_dirs: Sequence[Path]) -> Path | None:
+    return weight_file(search_dirs, "classifier", _FILES) or huggingface_file(HUB_REPO, _FILES)
+
+
+def _load_paper(path: Path, options: LoadOptions) -> ImageClassifier:
+    import timm
+
+    model = timm.create_model(
+        ARCHITECTURE, pretrained=True, pretrained_cfg_overlay={"file": str(path)}
+    )
+    return ImageClassifier(model, options)
+
+
+def _build_tiny(options: LoadOptions) -> ImageClassifier:
+    """ViT-B/16's architecture, 32 wide and 2 blocks deep, with the same transform and classes."""
+    import timm
+
+    model = timm.create_model(ARCHITECTURE, pretrained=False, embed_dim=32, depth=2, num_heads=2)
+    variance_preserving_init(model, nonlinearity="linear")
+    return ImageClassifier(model, options)
+
+
+def _fetch(weights_dir: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(HUB_REPO, _FILES[0], local_dir=Path(weights_dir) / "classifier"))
+
+
+CLASSIFIER = register_role(
+    Role(
+        name="classifier",
+        description="ImageNet-1k classifier (timm ViT-B/16 augreg2): top-1 class for AIC",
+        paper_source=HUB_REPO,
+        how_to_obtain=f"{_FILES[0]} from {HUB_REPO} at WEIGHTS/classifier/ or in the Hugging "
+        "Face cache",
+        locate=_locate,
+        load_paper=_load_paper,
+        build_tiny=_build_tiny,
+        fetch=_fetch,
+    )
+)

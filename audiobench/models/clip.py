@@ -1,0 +1,131 @@
+"""The `clip_b32` and `clip_l14` roles: OpenAI CLIP through open_clip.
+
+ViT-B/32 is the image side of AIS (Wav2CLIP was trained into its space) and guides VQGAN-CLIP;
+ViT-L/14 scores IIS and the text match of AIC. Both return L2-normalised float32 embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from audiobench.models.zoo import (
+    LoadOptions,
+    Role,
+    huggingface_file,
+    register_role,
+    weight_file,
+)
+
+_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    role: str
+    architecture: str  # open_clip model name
+    hub_repo: str  # where open_clip's `openai` tag lives on the Hugging Face hub
+    embed_dim: int
+    patch_size: int
+
+
+class ClipEncoder:
+    """An open_clip model with its preprocessing and tokenizer: images and texts to unit vectors."""
+
+    image_size = 224
+
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, options: LoadOptions) -> None:
+        self.model = model.to(options.device).eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.options = options
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+        pixels = pixels.to(self.options.device, self.options.dtype)
+        return _unit(self.model.encode_image(pixels))
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts)).to(self.options.device)
+        return _unit(self.model.encode_text(tokens))
+
+
+def _unit(embeddings: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu()
+
+
+def _locate(spec: ClipSpec, search_dirs: Sequence[Path]) -> Path | None:
+    return weight_file(search_dirs, spec.role, _FILES) or huggingface_file(spec.hub_repo, _FILES)
+
+
+def _load_paper(spec: ClipSpec, path: Path, options: LoadOptions) -> ClipEncoder:
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        spec.architecture,
+        pretrained=str(path),
+        force_quick_gelu=True,  # OpenAI weights use QuickGELU
+    )
+    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.architecture), options)
+
+
+def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
+    """The CLIP architecture (ViT image tower, text transformer) 64 wide and 2 layers deep."""
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    vision = CLIPVisionCfg(
+        layers=2,
+        width=64,
+        head_width=32,
+        patch_size=spec.patch_size,
+        image_size=ClipEncoder.image_size,
+    )
+    text = CLIPTextCfg(context_length=77, vocab_size=49_408, width=64, heads=2, layers=2)
+    model = CLIP(spec.embed_dim, vision, text, quick_gelu=True)
+    preprocess = open_clip.image_transform(ClipEncoder.image_size, is_train=False)
+    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.architecture), options)
+
+
+def _fetch(spec: ClipSpec, weights_dir: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(spec.hub_repo, _FILES[0], local_dir=Path(weights_dir) / spec.role))
+
+
+def _register(spec: ClipSpec, description: str) -> Role:
+    return register_role(
+        Role(
+            name=spec.role,
+            description=description,
+            paper_source=f"open_clip {spec.architecture} 'openai' ({spec.hub_repo})",
+            how_to_obtain=f"{_FILES[0]} from {spec.hub_repo} at WEIGHTS/{spec.role}/ or in the "
+            "Hugging Face cache",
+            locate=partial(_locate, spec),
+            load_paper=partial(_load_paper, spec),
+            build_tiny=partial(_build_tiny, spec),
+            fetch=partial(_fetch, spec),
+        )
+    )
+
+
+CLIP_B32 = _register(
+    ClipSpec("clip_b32", "ViT-B-32", "timm/vit_base_patch32_clip_224.openai", 512, 32),
+    "OpenAI CLIP ViT-B/32: image side of AIS, VQGAN-CLIP guidance",
+)
+CLIP_L14 = _register(
+    ClipSpec("clip_l14", "ViT-L-14", "timm/vit_large_patch14_clip_224.openai", 768, 14),
+    "OpenAI CLIP ViT-L/14: IIS, the text match of AIC, frame selection",
+)

@@ -1,0 +1,135 @@
+"""The `wav2clip` role: Wav2CLIP's audio encoder, which maps 16 kHz audio into CLIP ViT-B/32 space.
+
+The network is the one of the lyrebird-wav2clip v0.1.0-alpha release: a power spectrogram
+(n_fft 512, hop 353, periodic Hann), log(x + 1e-7), standardisation, a one-channel ResNet-18
+without its classifier (512-d, average pooled) and a projection MLP (Linear 512-512, ReLU,
+dropout, Linear 512-512) into the CLIP image space. `Wav2CLIP.pt` is a flat state dict whose
+`audio_encoder.*` and `audio_transform.*` keys load here unchanged.
+
+One deliberate difference: the official code standardises the log-spectrogram with the mean
+and standard deviation of the whole batch, so a clip's embedding depends on the clips batched
+with it. audiobench standardises each clip on its own, which equals the official output for a
+batch of one (how published evaluation scripts call it) and makes embeddings batch-independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from audiobench.models.checkpoints import load_state_dict, load_strict
+from audiobench.models.zoo import (
+    LoadOptions,
+    Role,
+    download_file,
+    register_role,
+    torch_hub_file,
+    weight_file,
+)
+
+CHECKPOINT = "Wav2CLIP.pt"
+URL = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt"
+EMBED_DIM = 512
+
+
+class _SpectrogramResNet(nn.Module):
+    """ResNet-18 on a one-channel log power spectrogram (the official `ResNet` key layout)."""
+
+    def __init__(self) -> None:
+        import torchaudio
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        super().__init__()
+        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=512, hop_length=353)
+        resnet = ResNet(BasicBlock, [2, 2, 2, 2])
+        resnet.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
+        for name in (
+            "conv1",
+            "bn1",
+            "relu",
+            "maxpool",
+            "layer1",
+            "layer2",
+            "layer3",
+            "layer4",
+            "avgpool",
+        ):
+            setattr(self, name, getattr(resnet, name))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.log(self.spectrogram(audio.unsqueeze(1)) + 1e-7)
+        mean = spectrum.mean(dim=(1, 2, 3), keepdim=True)
+        std = spectrum.flatten(1).std(dim=1)[:, None, None, None]
+        x = self.maxpool(self.relu(self.bn1(self.conv1((spectrum - mean) / (std + 1e-9)))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+class _Projection(nn.Module):
+    def __init__(self, width: int = EMBED_DIM, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.sequential = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sequential(x)
+
+
+class Wav2CLIP(nn.Module):
+    """(B, S) 16 kHz float waveforms -> (B, 512) embeddings in CLIP ViT-B/32 image space."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio_encoder = _SpectrogramResNet()
+        self.audio_transform = _Projection()
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.audio_transform(self.audio_encoder(audio))
+
+    @torch.no_grad()
+    def embed(self, audio: Sequence[torch.Tensor]) -> torch.Tensor:
+        """L2-normalised embeddings of equal-length clips, on the CPU."""
+        device = next(self.parameters()).device
+        batch = torch.stack([torch.as_tensor(clip) for clip in audio]).to(device)
+        return nn.functional.normalize(self(batch).float(), dim=-1).cpu()
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> Wav2CLIP:
+        """Load the official `Wav2CLIP.pt` (other keys, such as image_transform, are ignored)."""
+        state = load_state_dict(path)
+        prefixes = ("audio_encoder.", "audio_transform.")
+        model = cls()
+        load_strict(model, {k: v for k, v in state.items() if k.startswith(prefixes)}, path)
+        return model.eval()
+
+
+def _locate(search_dirs: Sequence[Path]) -> Path | None:
+    return weight_file(search_dirs, "wav2clip", [CHECKPOINT]) or torch_hub_file(CHECKPOINT)
+
+
+def _load_paper(path: Path, options: LoadOptions) -> Wav2CLIP:
+    return Wav2CLIP.from_checkpoint(path).to(options.device, options.dtype)
+
+
+def _build_tiny(options: LoadOptions) -> Wav2CLIP:
+    """The real architecture with seeded variance-preserving random weights (11M parameters)."""
+    return Wav2CLIP().eval().to(options.device, options.dtype)
+
+
+WAV2CLIP = register_role(
+    Role(
+        name="wav2clip",
+        description="Wav2CLIP audio encoder (512-d, CLIP ViT-B/32 space): audio side of AIS",
+        paper_source=f"lyrebird-wav2clip v0.1.0-alpha {CHECKPOINT}",
+        how_to_obtain=f"{CHECKPOINT} from {URL} at WEIGHTS/wav2clip/{CHECKPOINT}",
+        locate=_locate,
+        load_paper=_load_paper,
+        build_tiny=_build_tiny,
+        fetch=lambda weights_dir: download_file(URL, Path(weights_dir) / "wav2clip" / CHECKPOINT),
+    )
+)
