@@ -86,18 +86,39 @@ def fake_sd_folder(weights):
     return folder
 
 
+FAKE_WEIGHT_FILES = {
+    "clip_b32": "open_clip_model.safetensors",
+    "clip_l14": "open_clip_pytorch_model.bin",
+    "wav2clip": "Wav2CLIP.pt",
+    "classifier": "model.safetensors",
+    "inception": "weights-inception-2015-12-05-6726825d.pth",
+}
+
+
 def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
     code, out, _ = cli("models", "check", "--weights-dir", weights)
     assert code == 1
-    assert "sd" in out and "missing" in out and "CompVis/stable-diffusion-v1-4" in out
+    assert "missing" in out and "CompVis/stable-diffusion-v1-4" in out and "Wav2CLIP.pt" in out
 
-    folder = fake_sd_folder(weights)
+    fake_sd_folder(weights)
+    code, out, _ = cli("models", "check", "--weights-dir", weights)
+    assert code == 1
+    sd_row = next(line for line in out.splitlines() if line.startswith("│ sd "))
+    assert "found" in sd_row and "sd-text" in sd_row
+    summary = " ".join(out.split())  # rich wraps long lines
+    assert (
+        "missing for the paper profile: classifier, clip_b32, clip_l14, inception, wav2clip"
+        in summary
+    )
+
+    for role, name in FAKE_WEIGHT_FILES.items():
+        (weights / role).mkdir()
+        (weights / role / name).write_bytes(b"0")
     code, out, _ = cli("models", "check", "--weights-dir", weights)
     assert code == 0, out
-    assert "found" in out and "missing" not in out
-    assert folder.name in out
+    assert "missing" not in out and "AIS" in out
 
     code, out, _ = cli("models", "check", "--profile", "tiny")
     assert code == 0 and "built in" in out

@@ -24,11 +24,16 @@ class RoleStatus:
 
 
 def roles_in_use() -> dict[str, list[str]]:
-    """Role name -> the methods that declare it (importing the methods registers their roles)."""
+    """Role name -> the methods and metrics that use it (importing methods registers roles)."""
+    from audiobench.evaluation import METRIC_ROLES
+
     users: dict[str, list[str]] = {name: [] for name in registered_roles()}
     for name, info in discover().items():
         for role in info.load().roles:
             users.setdefault(role, []).append(name)
+    for metric, roles in METRIC_ROLES.items():
+        for role in roles:
+            users[role].append(metric.upper())
     return users
 
 
