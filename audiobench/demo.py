@@ -249,6 +249,12 @@ def _clip_frame(rng: Rng, picture: PictureMaker) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(image) + grain, 0, 255).astype(np.uint8))
 
 
+def synthetic_clip(rng: Rng, label: str) -> tuple[np.ndarray, Image.Image]:
+    """A 10-second clip of one demo class: (float32 16 kHz audio, reference frame)."""
+    sound, picture = CLASSES[label]
+    return _clip_audio(rng, sound), _clip_frame(rng, picture)
+
+
 def _wav_bytes(audio: np.ndarray) -> bytes:
     import io
 
@@ -264,13 +270,14 @@ def write_demo_dataset(out: Path, seed: int = 0) -> Path:
     make_directory(out / "frames")
     rng = np.random.default_rng(seed)
     rows = []
-    for label, (sound, picture) in CLASSES.items():
+    for label in CLASSES:
         for k in range(TRAIN_PER_CLASS + TEST_PER_CLASS):
             ytid = _youtube_like_id(rng, force_leading_dash=not rows)
             sample_id = f"{ytid}_{int(rng.integers(0, 300)):06d}"
             audio_file, frame_file = f"audio/{sample_id}.wav", f"frames/{sample_id}.png"
-            atomic_write_bytes(out / audio_file, _wav_bytes(_clip_audio(rng, sound)))
-            atomic_write_bytes(out / frame_file, png_bytes(_clip_frame(rng, picture)))
+            audio, frame = synthetic_clip(rng, label)
+            atomic_write_bytes(out / audio_file, _wav_bytes(audio))
+            atomic_write_bytes(out / frame_file, png_bytes(frame))
             rows.append(
                 {
                     "id": sample_id,

@@ -1,9 +1,7 @@
 """`audiobench evaluate`: the paper's four metrics for one run, written to `metrics.json`.
 
-Embeddings come from the metric roles of the model zoo and go through a feature cache keyed by
-the content hash of each input and the weights hash of each model: generated images are cached
-in the run (`RUN/features/`), dataset inputs (audio windows, reference frames) in audiobench's
-cache, shared by every run of a dataset. A second evaluation of the same run computes nothing.
+Embeddings come from the metric roles of the model zoo through `audiobench.features`, which
+caches them by input content and model weights: a second evaluation computes nothing.
 
 Samples whose generation failed or whose image is missing or unreadable are left out, listed
 with the reason, and N counts only the evaluated samples.
@@ -11,8 +9,7 @@ with the reason, and N counts only the evaluated samples.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,22 +21,19 @@ import torch
 from PIL import Image
 
 from audiobench import __version__
-from audiobench.dataset import Sample, load_index, read_frame
+from audiobench.dataset import Sample, load_index
 from audiobench.environment import package_versions, resolve_device
 from audiobench.errors import AudiobenchError
+from audiobench.features import FeatureKind, Features
 from audiobench.metrics.fid import fid_bootstrap_ci, fid_from_features
 from audiobench.metrics.scores import agreement_rate, bootstrap_ci, win_rate
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.classifier import ARCHITECTURE as CLASSIFIER_ARCHITECTURE
 from audiobench.models.classifier import class_names
-from audiobench.models.zoo import cache_dir
-from audiobench.progress import progress_bar
 from audiobench.store import (
-    FeatureCache,
     RunDirectory,
     atomic_write_json,
     exclusive_lock,
-    file_sha256,
 )
 
 METRICS_SCHEMA_VERSION = 1
@@ -50,6 +44,22 @@ METRIC_ROLES = {
     "iis": ("clip_l14",),
     "aic": ("classifier", "clip_l14"),
     "fid": ("inception",),
+}
+# What each metric embeds: generated images, reference frames or audio windows, with which model.
+FEATURES: dict[str, dict[str, list[FeatureKind]]] = {
+    "ais": {
+        "generated": [FeatureKind("clip_b32", "image")],
+        "audio": [FeatureKind("wav2clip", "audio")],
+    },
+    "iis": {
+        "generated": [FeatureKind("clip_l14", "image")],
+        "frames": [FeatureKind("clip_l14", "image")],
+    },
+    "aic": {"generated": [FeatureKind("classifier", "top1")]},
+    "fid": {
+        "generated": [FeatureKind("inception", "inception")],
+        "frames": [FeatureKind("inception", "inception")],
+    },
 }
 HIGHER_IS_BETTER = {"ais": True, "iis": True, "aic": True, "fid": False}
 AIC_THRESHOLD = 0.75
@@ -112,10 +122,11 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     zoo.require({role for metric in settings.metrics for role in METRIC_ROLES[metric]})
     with exclusive_lock(run.path):
         features = Features(zoo, run.path / "features", settings.batch_size)
+        vectors = _gather(evaluated, features, settings.metrics)
         results: dict[str, Any] = {}
         columns: dict[str, list] = {}
         for metric in settings.metrics:
-            results[metric], new_columns = _COMPUTE[metric](evaluated, features, settings)
+            results[metric], new_columns = _COMPUTE[metric](evaluated, vectors, features, settings)
             columns.update(new_columns)
         report = _metrics_record(record, settings, zoo, results, evaluated, excluded)
         run.write_samples(_with_columns(table, evaluated, columns))
@@ -157,87 +168,26 @@ def _summarise(excluded: list[dict[str, str]]) -> str:
     return "; ".join(f"{item['id']}: {item['reason']}" for item in excluded[:3]) or "none"
 
 
-class Features:
-    """Embeddings of images and audio by model role, computed in batches, cached on disk."""
-
-    def __init__(self, zoo: ModelZoo, run_cache: Path, batch_size: int) -> None:
-        self.zoo = zoo
-        self.run_cache = run_cache
-        self.shared_cache = cache_dir() / "features"
-        self.batch_size = batch_size
-
-    def generated(self, role: str, items: Sequence[Evaluated], compute_name: str) -> np.ndarray:
-        paths = [item.image for item in items]
-        return self._images(role, compute_name, self.run_cache, paths, "generated images")
-
-    def frames(self, role: str, items: Sequence[Evaluated], compute_name: str) -> np.ndarray:
-        paths = [item.sample.frame_path for item in items]
-        return self._images(role, compute_name, self.shared_cache, paths, "reference frames")
-
-    def texts(self, texts: list[str]) -> torch.Tensor:
-        """CLIP ViT-L/14 text embeddings (the AIC name match)."""
-        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
-        embeddings = self._embed("clip_l14", "text", self.shared_cache, texts, keys, str, "names")
-        return torch.from_numpy(embeddings)
-
-    def _images(self, role, compute_name, folder, paths, what) -> np.ndarray:
-        keys = [file_sha256(path) for path in paths]
-        return self._embed(role, compute_name, folder, paths, keys, read_frame, what)
-
-    def audio(self, role: str, items: Sequence[Evaluated]) -> np.ndarray:
-        samples = [item.sample for item in items]
-        keys = [f"{file_sha256(s.audio_path)}:{s.audio_start:g}-{s.audio_end:g}" for s in samples]
-        return self._embed(
-            role, "audio", self.shared_cache, samples, keys, Sample.read_audio, "audio windows"
+def _gather(
+    items: list[Evaluated], features: Features, metrics: Sequence[str]
+) -> dict[tuple[str, FeatureKind], np.ndarray]:
+    """Every embedding the metrics need, each input decoded once for all models."""
+    wanted: dict[str, list[FeatureKind]] = {"generated": [], "frames": [], "audio": []}
+    for metric in metrics:
+        for source, kinds in FEATURES[metric].items():
+            wanted[source] += [kind for kind in kinds if kind not in wanted[source]]
+    vectors = {}
+    if wanted["generated"]:
+        computed = features.generated([item.image for item in items], wanted["generated"])
+        vectors.update(
+            {("generated", k): v for k, v in zip(wanted["generated"], computed, strict=True)}
         )
-
-    def _embed(
-        self,
-        role: str,
-        compute_name: str,
-        folder: Path,
-        inputs: Sequence[Any],
-        keys: list[str],
-        load: Callable[[Any], Any],
-        what: str,
-    ) -> np.ndarray:
-        cache = FeatureCache(folder, f"{self.zoo.fingerprint(role)}-{compute_name}")
-        todo = set(cache.missing(keys))
-        pending = [
-            (key, item) for key, item in dict(zip(keys, inputs, strict=True)).items() if key in todo
-        ]
-        if pending:
-            compute = _COMPUTERS[compute_name](self.zoo.load(role))
-            with progress_bar(len(pending), f"{role}: {what}") as advance:
-                for start in range(0, len(pending), self.batch_size):
-                    batch = pending[start : start + self.batch_size]
-                    values = compute([load(item) for _, item in batch])
-                    cache.put([key for key, _ in batch], values)
-                    advance(len(batch))
-        return cache.get(keys)
-
-
-def _uint8_batch(images: Sequence[Image.Image]) -> list[torch.Tensor]:
-    return [torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images]
-
-
-def _inception(model) -> Callable[[list], np.ndarray]:
-    def compute(images: list[Image.Image]) -> np.ndarray:
-        tensors = _uint8_batch(images)
-        if len({tuple(t.shape) for t in tensors}) == 1:
-            return model.features(torch.stack(tensors)).numpy()
-        return np.concatenate([model.features(t[None]).numpy() for t in tensors])
-
-    return compute
-
-
-_COMPUTERS: dict[str, Callable[[Any], Callable[[list], np.ndarray]]] = {
-    "image": lambda model: lambda images: model.embed_images(images).numpy(),
-    "text": lambda model: lambda texts: model.embed_texts(texts).numpy(),
-    "audio": lambda model: lambda clips: model.embed([torch.from_numpy(c) for c in clips]).numpy(),
-    "top1": lambda model: lambda images: model.top1(images).numpy()[:, None].astype(np.float32),
-    "inception": _inception,
-}
+    if wanted["frames"]:
+        computed = features.frames([item.sample.frame_path for item in items], wanted["frames"])
+        vectors.update({("frames", k): v for k, v in zip(wanted["frames"], computed, strict=True)})
+    for kind in wanted["audio"]:
+        vectors["audio", kind] = features.audio([item.sample for item in items], kind)
+    return vectors
 
 
 def _pool(count: int, settings: EvaluateSettings) -> tuple[torch.Tensor | None, Any]:
@@ -257,9 +207,9 @@ def _scored(per_sample: np.ndarray, settings: EvaluateSettings, config: dict) ->
     }
 
 
-def _ais(items, features: Features, settings):
-    images = features.generated("clip_b32", items, "image")
-    audio = features.audio("wav2clip", items)
+def _ais(items, vectors, features: Features, settings):
+    images = vectors["generated", FeatureKind("clip_b32", "image")]
+    audio = vectors["audio", FeatureKind("wav2clip", "audio")]
     pool, pool_config = _pool(len(items), settings)
     _, wins = win_rate(torch.from_numpy(images), torch.from_numpy(audio), pool)
     config = {
@@ -271,9 +221,9 @@ def _ais(items, features: Features, settings):
     return _scored(wins, settings, config), {"ais_win": wins}
 
 
-def _iis(items, features: Features, settings):
-    generated = features.generated("clip_l14", items, "image")
-    reference = features.frames("clip_l14", items, "image")
+def _iis(items, vectors, features: Features, settings):
+    generated = vectors["generated", FeatureKind("clip_l14", "image")]
+    reference = vectors["frames", FeatureKind("clip_l14", "image")]
     pool, pool_config = _pool(len(items), settings)
     _, wins = win_rate(torch.from_numpy(generated), torch.from_numpy(reference), pool)
     config = {
@@ -284,8 +234,8 @@ def _iis(items, features: Features, settings):
     return _scored(wins, settings, config), {"iis_win": wins}
 
 
-def _aic(items, features: Features, settings):
-    top1 = features.generated("classifier", items, "top1")[:, 0].astype(int)
+def _aic(items, vectors, features: Features, settings):
+    top1 = vectors["generated", FeatureKind("classifier", "top1")][:, 0].astype(int)
     predicted = [class_names()[index] for index in top1]
     labels = [item.sample.label for item in items]
     _, agree = agreement_rate(predicted, labels, features.texts, AIC_THRESHOLD)
@@ -298,9 +248,9 @@ def _aic(items, features: Features, settings):
     return _scored(agree, settings, config), {"aic_prediction": predicted, "aic_agree": agree}
 
 
-def _fid(items, features: Features, settings):
-    generated = torch.from_numpy(features.generated("inception", items, "inception"))
-    reference = torch.from_numpy(features.frames("inception", items, "inception"))
+def _fid(items, vectors, features: Features, settings):
+    generated = torch.from_numpy(vectors["generated", FeatureKind("inception", "inception")])
+    reference = torch.from_numpy(vectors["frames", FeatureKind("inception", "inception")])
     low, high = fid_bootstrap_ci(generated, reference, settings.fid_resamples, settings.seed)
     config = {
         "feature_extractor": "torch-fidelity inception-v3-compat",

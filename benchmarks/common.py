@@ -50,15 +50,16 @@ def machine() -> dict[str, object]:
     }
 
 
-def report(measurements: list[Measurement], ratios: dict[str, float], as_json: bool) -> None:
+def report(
+    measurements: list[Measurement],
+    ratios: dict[str, float],
+    as_json: bool,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Print the measurements, ratios and any extra facts as a table or as one JSON object."""
     if as_json:
-        payload = {
-            "machine": machine(),
-            "ratios": ratios,
-            "measurements": [
-                {**asdict(m), "items_per_second": m.items_per_second} for m in measurements
-            ],
-        }
+        rows = [{**asdict(m), "items_per_second": m.items_per_second} for m in measurements]
+        payload = {"machine": machine(), "ratios": ratios, **(extra or {}), "measurements": rows}
         print(json.dumps(payload, indent=2))
         return
     print(f"{'measurement':40} {'items':>6} {'seconds':>9} {'items/s':>9} {'peak RSS MiB':>13}")
@@ -69,3 +70,5 @@ def report(measurements: list[Measurement], ratios: dict[str, float], as_json: b
         )
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
+    for name, value in (extra or {}).items():
+        print(f"{name}: {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,7 +130,10 @@ def test_resume_after_sigkill_gives_the_same_bytes(sd_run, demo_dir, tmp_path):
 
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f"({12 - finished_before} new)" in result.stdout
+    # An image written just before the kill but not yet in samples.parquet is made again (same
+    # bytes), so at most one batch (2 images) more than the missing ones is regenerated.
+    new = int(re.search(r"\((\d+) new\)", result.stdout).group(1))
+    assert 12 - finished_before <= new <= 12 - finished_before + 2
     assert image_digests(images.parent) == image_digests(sd_run.run_dir)
     table = pd.read_parquet(images.parent / "samples.parquet")
     assert len(table) == 12 and table.id.is_unique and (table.status == "ok").all()

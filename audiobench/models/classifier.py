@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from audiobench.concurrency import thread_map
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
@@ -59,7 +60,7 @@ class ImageClassifier:
     @torch.no_grad()
     def top1(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Index of the most likely ImageNet class of each image."""
-        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        pixels = torch.stack(thread_map(self.transform, [image.convert("RGB") for image in images]))
         logits = self.model(pixels.to(self.options.device, self.options.dtype))
         return logits.argmax(dim=-1).cpu()
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from audiobench.concurrency import thread_map
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
@@ -52,7 +53,9 @@ class ClipEncoder:
 
     @torch.no_grad()
     def embed_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in images])
+        pixels = torch.stack(
+            thread_map(self.preprocess, [image.convert("RGB") for image in images])
+        )
         pixels = pixels.to(self.options.device, self.options.dtype)
         return _unit(self.model.encode_image(pixels))
 

@@ -27,6 +27,7 @@ from audiobench.models.zoo import (
     download_file,
     register_role,
     torch_hub_file,
+    variance_preserving_init,
     weight_file,
 )
 
@@ -35,30 +36,29 @@ URL = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0
 EMBED_DIM = 512
 
 
+PAPER_WIDTHS = (64, 128, 256, 512)
+TINY_WIDTHS = (8, 16, 32, 64)
+
+
 class _SpectrogramResNet(nn.Module):
     """ResNet-18 on a one-channel log power spectrogram (the official `ResNet` key layout)."""
 
-    def __init__(self) -> None:
+    def __init__(self, widths: Sequence[int] = PAPER_WIDTHS) -> None:
         import torchaudio
-        from torchvision.models.resnet import BasicBlock, ResNet
 
         super().__init__()
         self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=512, hop_length=353)
-        resnet = ResNet(BasicBlock, [2, 2, 2, 2])
-        resnet.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
-        for name in (
-            "conv1",
-            "bn1",
-            "relu",
-            "maxpool",
-            "layer1",
-            "layer2",
-            "layer3",
-            "layer4",
-            "avgpool",
-        ):
-            setattr(self, name, getattr(resnet, name))
+        self.conv1 = nn.Conv2d(1, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        inputs = [widths[0], *widths[:-1]]
+        for index, (width_in, width) in enumerate(zip(inputs, widths, strict=True)):
+            setattr(
+                self, f"layer{index + 1}", _stage(width_in, width, stride=1 if index == 0 else 2)
+            )
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        variance_preserving_init(self)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         spectrum = torch.log(self.spectrogram(audio.unsqueeze(1)) + 1e-7)
@@ -69,11 +69,24 @@ class _SpectrogramResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
+def _stage(width_in: int, width: int, stride: int) -> nn.Sequential:
+    """Two torchvision BasicBlocks, the first with a strided 1x1 shortcut when the shape changes."""
+    from torchvision.models.resnet import BasicBlock
+
+    shortcut = None
+    if stride != 1 or width_in != width:
+        shortcut = nn.Sequential(
+            nn.Conv2d(width_in, width, kernel_size=1, stride=stride, bias=False),
+            nn.BatchNorm2d(width),
+        )
+    return nn.Sequential(BasicBlock(width_in, width, stride, shortcut), BasicBlock(width, width))
+
+
 class _Projection(nn.Module):
-    def __init__(self, width: int = EMBED_DIM, dropout: float = 0.1) -> None:
+    def __init__(self, width_in: int, width: int = EMBED_DIM, dropout: float = 0.1) -> None:
         super().__init__()
         self.sequential = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
+            nn.Linear(width_in, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,10 +96,10 @@ class _Projection(nn.Module):
 class Wav2CLIP(nn.Module):
     """(B, S) 16 kHz float waveforms -> (B, 512) embeddings in CLIP ViT-B/32 image space."""
 
-    def __init__(self) -> None:
+    def __init__(self, widths: Sequence[int] = PAPER_WIDTHS) -> None:
         super().__init__()
-        self.audio_encoder = _SpectrogramResNet()
-        self.audio_transform = _Projection()
+        self.audio_encoder = _SpectrogramResNet(widths)
+        self.audio_transform = _Projection(widths[-1])
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.audio_transform(self.audio_encoder(audio))
@@ -117,8 +130,8 @@ def _load_paper(path: Path, options: LoadOptions) -> Wav2CLIP:
 
 
 def _build_tiny(options: LoadOptions) -> Wav2CLIP:
-    """The real architecture with seeded variance-preserving random weights (11M parameters)."""
-    return Wav2CLIP().eval().to(options.device, options.dtype)
+    """The same network with stage widths 8-64 instead of 64-512, seeded random weights."""
+    return Wav2CLIP(TINY_WIDTHS).eval().to(options.device, options.dtype)
 
 
 WAV2CLIP = register_role(

@@ -1,6 +1,6 @@
 """Generation throughput of `sd-text` at batch 1 (the published loops) and batch 8.
 
-    python -m benchmarks.generation [--json] [--images 16] [--steps 50]
+    python -m benchmarks.generation_bench [--json] [--images 16] [--steps 50]
 
 Tiny profile on the CPU, so it runs anywhere in seconds; the same code drives the paper-size
 pipeline on a GPU. Both batchings must give the same pixels (up to float rounding), which is

@@ -1,0 +1,137 @@
+"""Embeddings for the metrics: computed once per input and model, in batches, cached on disk.
+
+A feature is named by what produced it (`<role>-<weights hash>-<kind>`) and keyed by the
+content hash of its input, so renamed files hit the cache and new weights never meet old
+features. Generated images are cached in the run (`RUN/features/`); dataset inputs (audio
+windows, reference frames, class names) in audiobench's cache, shared by every run.
+
+`prefetch` decodes each image once for all the models that need it, decoding and
+preprocessing on all cores; later look-ups are served from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from audiobench.concurrency import thread_map
+from audiobench.dataset import Sample, read_frame
+from audiobench.models import ModelZoo
+from audiobench.models.zoo import cache_dir
+from audiobench.progress import progress_bar
+from audiobench.store import FeatureCache, file_sha256
+
+
+@dataclass(frozen=True)
+class FeatureKind:
+    """One model output: the role that computes it and which of its outputs."""
+
+    role: str
+    kind: str  # "image", "text", "audio", "top1" or "inception"
+
+
+def _inception(model) -> Callable[[list], np.ndarray]:
+    def compute(images: list[Image.Image]) -> np.ndarray:
+        tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images]
+        if len({tuple(t.shape) for t in tensors}) == 1:
+            return model.features(torch.stack(tensors)).numpy()
+        return np.concatenate([model.features(t[None]).numpy() for t in tensors])
+
+    return compute
+
+
+COMPUTERS: dict[str, Callable[[Any], Callable[[list], np.ndarray]]] = {
+    "image": lambda model: lambda images: model.embed_images(images).numpy(),
+    "text": lambda model: lambda texts: model.embed_texts(texts).numpy(),
+    "audio": lambda model: lambda clips: model.embed([torch.from_numpy(c) for c in clips]).numpy(),
+    "top1": lambda model: lambda images: model.top1(images).numpy()[:, None].astype(np.float32),
+    "inception": _inception,
+}
+
+
+class Features:
+    """Looks features up in the cache and computes (and stores) the missing ones."""
+
+    def __init__(self, zoo: ModelZoo, run_cache: Path, batch_size: int) -> None:
+        self.zoo = zoo
+        self.run_cache = run_cache
+        self.shared_cache = cache_dir() / "features"
+        self.batch_size = batch_size
+        self._caches: dict[tuple[Path, FeatureKind], FeatureCache] = {}
+
+    def generated(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:
+        return self._images(self.run_cache, paths, kinds, "generated images")
+
+    def frames(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:
+        return self._images(self.shared_cache, paths, kinds, "reference frames")
+
+    def audio(self, samples: Sequence[Sample], kind: FeatureKind) -> np.ndarray:
+        keys = [f"{file_sha256(s.audio_path)}:{s.audio_start:g}-{s.audio_end:g}" for s in samples]
+        [values] = self._compute(
+            self.shared_cache,
+            keys,
+            samples,
+            [kind],
+            lambda batch: thread_map(Sample.read_audio, batch),
+            "audio windows",
+        )
+        return values
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        """CLIP ViT-L/14 text embeddings (the AIC name match)."""
+        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        [values] = self._compute(
+            self.shared_cache, keys, texts, [FeatureKind("clip_l14", "text")], list, "names"
+        )
+        return torch.from_numpy(values)
+
+    def _images(self, folder, paths, kinds, what) -> list[np.ndarray]:
+        keys = thread_map(file_sha256, paths)
+        return self._compute(
+            folder, keys, paths, kinds, lambda batch: thread_map(read_frame, batch), what
+        )
+
+    def _cache(self, folder: Path, kind: FeatureKind) -> FeatureCache:
+        if (folder, kind) not in self._caches:
+            name = f"{self.zoo.fingerprint(kind.role)}-{kind.kind}"
+            self._caches[folder, kind] = FeatureCache(folder, name)
+        return self._caches[folder, kind]
+
+    def _compute(
+        self,
+        folder: Path,
+        keys: list[str],
+        inputs: Sequence[Any],
+        kinds: Sequence[FeatureKind],
+        load: Callable[[list], list],
+        what: str,
+    ) -> list[np.ndarray]:
+        """Features of `inputs` for every kind; each missing input is loaded once for all."""
+        caches = [self._cache(folder, kind) for kind in kinds]
+        missing = [set(cache.missing(keys)) for cache in caches]
+        pending = [
+            (key, item)
+            for key, item in dict(zip(keys, inputs, strict=True)).items()
+            if any(key in wanted for wanted in missing)
+        ]
+        if pending:
+            computers = [COMPUTERS[kind.kind](self.zoo.load(kind.role)) for kind in kinds]
+            roles = ", ".join(sorted({kind.role for kind in kinds}))
+            with progress_bar(len(pending), f"{roles}: {what}") as advance:
+                for start in range(0, len(pending), self.batch_size):
+                    batch = pending[start : start + self.batch_size]
+                    loaded = load([item for _, item in batch])
+                    for cache, wanted, compute in zip(caches, missing, computers, strict=True):
+                        rows = [i for i, (key, _) in enumerate(batch) if key in wanted]
+                        if rows:
+                            values = compute([loaded[i] for i in rows])
+                            cache.put([batch[i][0] for i in rows], values)
+                    advance(len(batch))
+        return [cache.get(keys) for cache in caches]
