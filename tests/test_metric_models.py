@@ -99,7 +99,7 @@ def test_wav2clip_checkpoint_errors(tmp_path):
         Wav2CLIP.from_checkpoint(tmp_path / "wrong.pt")
     torch.save(Wav2CLIP().state_dict(), tmp_path / "whole.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:5000])
-    with pytest.raises(AudiobenchError, match="cut.pt is unreadable"):
+    with pytest.raises(AudiobenchError, match=r"cut\.pt is unreadable"):
         Wav2CLIP.from_checkpoint(tmp_path / "cut.pt")
 
 
