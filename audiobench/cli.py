@@ -25,8 +25,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Model roles and their weights.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets in audiobench's format.", no_args_is_help=True)
+prepare_app = typer.Typer(help="Prepare a public dataset from local files.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+data_app.add_typer(prepare_app, name="prepare")
 console = Console()
 
 ProfileOption = Annotated[
@@ -109,10 +111,70 @@ def data_demo(
 
     Example: audiobench data demo --out demo
     """
-    from audiobench.demo import write_demo_dataset
+    from audiobench.data.demo import write_demo_dataset
 
     index = write_demo_dataset(out, seed)
     console.print(f"demo dataset written: {index}")
+
+
+@prepare_app.command("vggsound")
+def prepare_vggsound(
+    csv: Annotated[
+        Path, typer.Option("--csv", help="vggsound.csv, or the test list (<id>.mp4,label).")
+    ],
+    video_dir: Annotated[Path, typer.Option("--video-dir", help="Folder of the clips' mp4s.")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    audio_dir: Annotated[
+        Path | None, typer.Option("--audio-dir", help="Folder of wavs (default: --video-dir).")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="train, test or all.")] = "all",
+    filters: Annotated[
+        list[Path] | None,
+        typer.Option("--filter", help="File of ids to drop, one per line (repeatable)."),
+    ] = None,
+    frame_select: Annotated[
+        str, typer.Option("--frame-select", help="'clip' (best CLIP score) or 'middle'.")
+    ] = "clip",
+    workers: Annotated[int, typer.Option("--workers", help="Decoding processes.")] = 4,
+    profile: ProfileOption = "paper",
+    device: Annotated[str, typer.Option("--device", help="Device of the CLIP scorer.")] = "auto",
+    weights_dir: WeightsOption = None,
+) -> None:
+    """Turn a local VGGSound copy into an audiobench dataset (resumable).
+
+    Example: audiobench data prepare vggsound --csv vggsound.csv --video-dir clips --out data
+    """
+    import torch
+
+    from audiobench.data.vggsound import PrepareSettings, clip_scorer
+    from audiobench.data.vggsound import prepare_vggsound as prepare
+    from audiobench.environment import resolve_device
+    from audiobench.models import LoadOptions, ModelZoo
+
+    if frame_select not in ("clip", "middle"):
+        raise AudiobenchError(f"--frame-select must be clip or middle, not {frame_select!r}")
+    scorer = None
+    if frame_select == "clip":
+        options = LoadOptions(resolve_device(device), torch.float32)
+        scorer = clip_scorer(ModelZoo(profile, options, weights_dir))
+    settings = PrepareSettings(
+        clip_list=csv,
+        video_dir=video_dir,
+        out=out,
+        audio_dir=audio_dir,
+        split=split,
+        filters=filters or [],
+        frame_select=frame_select,
+        workers=workers,
+    )
+    summary = prepare(settings, scorer)
+    skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.skipped.items()))
+    console.print(
+        f"{summary.out}: {summary.prepared} clips prepared; skipped: {skipped or 'none'}"
+        + (" (see skipped.csv)" if skipped else "")
+    )
+    if summary.prepared == 0:
+        raise typer.Exit(1)
 
 
 @app.command("run")

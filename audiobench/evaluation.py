@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from audiobench import __version__
-from audiobench.dataset import Sample, load_index
+from audiobench.data import Sample, load_index
 from audiobench.environment import package_versions, resolve_device
 from audiobench.errors import AudiobenchError
 from audiobench.features import FeatureKind, Features

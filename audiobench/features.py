@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from audiobench.concurrency import thread_map
-from audiobench.dataset import Sample, read_frame
+from audiobench.data import Sample, read_frame
 from audiobench.models import ModelZoo
 from audiobench.models.zoo import cache_dir
 from audiobench.progress import progress_bar

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from audiobench.dataset import Sample
+    from audiobench.data import Sample
     from audiobench.models import ModelZoo
 
 ENTRY_POINT_GROUP = "audiobench.methods"

@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from audiobench import __version__
-from audiobench.dataset import Sample, index_sha256, load_index
+from audiobench.data import Sample, index_sha256, load_index
 from audiobench.environment import (
     default_dtype,
     git_commit,

@@ -62,6 +62,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Encode mono float audio as 16-bit PCM WAV (deterministic bytes)."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 def remove_stale_temporaries(directory: Path) -> None:
     """Delete temporary files a killed process left behind in `directory` (not recursive)."""
     for leftover in Path(directory).glob(f".*{TEMP_MARK}*"):

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiobench.dataset import load_index
-from audiobench.demo import write_demo_dataset
+from audiobench.data import load_index
+from audiobench.data.demo import write_demo_dataset
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext
 from audiobench.runner import sample_seed

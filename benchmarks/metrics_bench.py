@@ -10,7 +10,9 @@ Both sides score the same synthetic run (N demo-style clips: audio, reference fr
 - reference: one image (or clip, or name) per forward pass and a Python double loop over all
   pairs for the win rates, the way published evaluation scripts are written.
 
-It checks that both give the same scores before printing times, peak memory and the ratio.
+It checks that both give the same scores (to 0.01 points: batch-1 and batched encoders differ
+in float rounding, which can flip a few near ties) before printing times, peak memory and the
+ratio.
 Each side runs in its own process so its peak memory is its own; times include building the
 models but not importing Python packages.
 """
@@ -30,8 +32,8 @@ import soundfile
 import torch
 from PIL import Image
 
-from audiobench.dataset import SAMPLE_RATE, write_index
-from audiobench.demo import CLASSES, synthetic_clip
+from audiobench.data import SAMPLE_RATE, write_index
+from audiobench.data.demo import CLASSES, synthetic_clip
 from audiobench.store import RunDirectory, atomic_write_bytes, png_bytes
 from benchmarks.common import Measurement, report
 
@@ -93,7 +95,7 @@ def audiobench_scores(run_dir: Path) -> dict[str, float]:
 
 def reference_scores(run_dir: Path) -> dict[str, float]:
     """The published-script way: one input per forward pass, a double loop over pairs."""
-    from audiobench.dataset import load_index
+    from audiobench.data import load_index
     from audiobench.models import LoadOptions, ModelZoo
     from audiobench.models.classifier import class_names
 
@@ -188,15 +190,18 @@ def main() -> None:
         ours, cold, cold_rss = in_own_process(audiobench_scores, run_dir)
         _, warm, warm_rss = in_own_process(audiobench_scores, run_dir)
         theirs, slow, slow_rss = in_own_process(reference_scores, run_dir)
-    for name in METRICS:
-        assert abs(ours[name] - theirs[name]) < 1e-9, f"{name}: {ours[name]} != {theirs[name]}"
+    # Encoders at batch 1 and in batches differ in float rounding (~1e-7), which can flip a few
+    # near-tie comparisons out of N^2 (each worth 100 / (N (N - 1)) points).
+    differences = {name: abs(ours[name] - theirs[name]) for name in METRICS}
+    for name, difference in differences.items():
+        assert difference < 0.01, f"{name}: {ours[name]} (audiobench) != {theirs[name]}"
     results = [
         Measurement("reference: per-image, double loop", arguments.n, slow, slow_rss),
         Measurement("audiobench evaluate, cold cache", arguments.n, cold, cold_rss),
         Measurement("audiobench evaluate, warm cache", arguments.n, warm, warm_rss),
     ]
     ratios = {"cold / reference speed": slow / cold, "warm / reference speed": slow / warm}
-    report(results, ratios, arguments.json, extra={"scores": ours})
+    report(results, ratios, arguments.json, extra={"scores": ours, "differences": differences})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def isolated_environment(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    from audiobench.demo import write_demo_dataset
+    from audiobench.data.demo import write_demo_dataset
 
     path = tmp_path_factory.mktemp("demo") / "demo"
     write_demo_dataset(path)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from audiobench.dataset import INDEX_FILE, SAMPLE_RATE, load_index, read_audio_window, read_frame
+from audiobench.data import INDEX_FILE, SAMPLE_RATE, load_index, read_audio_window, read_frame
 from audiobench.errors import AudiobenchError, SampleError
 
 

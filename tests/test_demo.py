@@ -10,8 +10,8 @@ import pandas as pd
 import soundfile
 from PIL import Image
 
-from audiobench.dataset import INDEX_COLUMNS, SAMPLE_RATE, load_index
-from audiobench.demo import CLASSES, FRAME_SIZE, write_demo_dataset
+from audiobench.data import INDEX_COLUMNS, SAMPLE_RATE, load_index
+from audiobench.data.demo import CLASSES, FRAME_SIZE, write_demo_dataset
 
 
 def tree_digest(root):

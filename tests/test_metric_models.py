@@ -47,7 +47,7 @@ def test_clip_embeddings_are_unit_and_follow_the_input(zoo, images, role, width)
 
 
 def test_wav2clip_follows_the_audio_and_ignores_its_batch(zoo, demo_dir):
-    from audiobench.dataset import load_index
+    from audiobench.data import load_index
 
     model = zoo.load("wav2clip")
     clips = [torch.from_numpy(sample.read_audio()) for sample in load_index(demo_dir, "test")[:4]]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audiobench.dataset import load_index, write_index
+from audiobench.data import load_index, write_index
 from audiobench.runner import RunSettings, execute, sample_seed
 from audiobench.store import RunDirectory, exclusive_lock
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from audiobench.dataset import Sample, read_frame
+from audiobench.data import Sample, read_frame
 from audiobench.registry import Method, MethodContext
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from audiobench.dataset import Sample
+from audiobench.data import Sample
 from audiobench.registry import Method, MethodContext
 
 

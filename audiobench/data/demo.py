@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile
 from PIL import Image, ImageDraw
 
-from audiobench.dataset import SAMPLE_RATE, write_index
-from audiobench.store import atomic_write_bytes, make_directory, png_bytes
+from audiobench.data import SAMPLE_RATE, write_index
+from audiobench.store import atomic_write_bytes, make_directory, png_bytes, wav_bytes
 
 CLIP_SECONDS = 10.0
 EVAL_WINDOW = (2.5, 7.5)  # the centre 5 s, the evaluation crop of every prepared dataset
@@ -255,14 +254,6 @@ def synthetic_clip(rng: Rng, label: str) -> tuple[np.ndarray, Image.Image]:
     return _clip_audio(rng, sound), _clip_frame(rng, picture)
 
 
-def _wav_bytes(audio: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def write_demo_dataset(out: Path, seed: int = 0) -> Path:
     """Write the demo dataset to `out` (same seed, same bytes) and return the index path."""
     out = make_directory(out)
@@ -276,7 +267,7 @@ def write_demo_dataset(out: Path, seed: int = 0) -> Path:
             sample_id = f"{ytid}_{int(rng.integers(0, 300)):06d}"
             audio_file, frame_file = f"audio/{sample_id}.wav", f"frames/{sample_id}.png"
             audio, frame = synthetic_clip(rng, label)
-            atomic_write_bytes(out / audio_file, _wav_bytes(audio))
+            atomic_write_bytes(out / audio_file, wav_bytes(audio, SAMPLE_RATE))
             atomic_write_bytes(out / frame_file, png_bytes(frame))
             rows.append(
                 {

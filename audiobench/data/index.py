@@ -45,8 +45,11 @@ class Sample:
 
 
 def write_index(data_dir: Path, rows: Iterable[dict]) -> Path:
-    """Write the index table; `rows` hold `INDEX_COLUMNS` with paths relative to `data_dir`."""
-    table = pd.DataFrame(list(rows), columns=list(INDEX_COLUMNS))
+    """Write the index table; `rows` hold `INDEX_COLUMNS` (paths relative to `data_dir`) and
+    possibly more columns, which are kept after them."""
+    table = pd.DataFrame(list(rows))
+    extra = [column for column in table.columns if column not in INDEX_COLUMNS]
+    table = table.reindex(columns=[*INDEX_COLUMNS, *extra])
     path = make_directory(data_dir) / INDEX_FILE
     atomic_write_parquet(path, table)
     return path

@@ -1,0 +1,108 @@
+"""Training crops: what a trainer sees of each clip.
+
+Every clip has a fixed set of crops: the 5 s audio windows starting at each whole second (0-5,
+1-6, ..., 5-10 s of a 10 s clip), each with the training frame taken inside the same window.
+`data prepare vggsound` picks those frames by CLIP score and lists the crops in
+`train_crops.parquet`; for a dataset without that file (the demo) every window uses the clip's
+reference frame. A training step draws one crop per clip at random (seeded by epoch and index),
+which is the official loader's random 5 s crop at a one-second grid: the grid keeps the set of
+crops finite, so features of every crop can be computed once and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+import torch
+from PIL import Image
+
+from audiobench.data.index import Sample, load_index, read_audio_window, read_frame
+from audiobench.data.vggsound import TRAIN_CROPS, training_windows
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One training view of a clip: an audio window and a frame from inside it."""
+
+    sample: Sample
+    audio_start: float
+    audio_end: float
+    frame_path: Path
+
+    def read_audio(self) -> np.ndarray:
+        return read_audio_window(self.sample.audio_path, self.audio_start, self.audio_end)
+
+
+def clip_crops(data_dir: Path, samples: list[Sample]) -> dict[str, list[Crop]]:
+    """The fixed crops of every sample, from `train_crops.parquet` or made from the clip."""
+    listed = Path(data_dir) / TRAIN_CROPS
+    table = pd.read_parquet(listed) if listed.is_file() else pd.DataFrame(columns=["id"])
+    by_id = {key: rows for key, rows in table.groupby("id")}
+    root = Path(data_dir).resolve()
+    crops = {}
+    for sample in samples:
+        if sample.id in by_id:
+            crops[sample.id] = [
+                Crop(sample, row.audio_start, row.audio_end, root / row.frame)
+                for row in by_id[sample.id].itertuples()
+            ]
+        else:
+            duration = soundfile.info(str(sample.audio_path)).duration
+            crops[sample.id] = [
+                Crop(sample, start, end, sample.frame_path)
+                for start, end in training_windows(duration)
+            ]
+    return crops
+
+
+def frame_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """Shorter side resized to `size` (bicubic), centre-cropped square, scaled to [-1, 1]."""
+    scale = size / min(image.size)
+    resized = image.resize(
+        (max(size, round(image.width * scale)), max(size, round(image.height * scale))),
+        Image.Resampling.BICUBIC,
+    )
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    pixels = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32)
+    return torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
+
+
+class TrainingCrops(torch.utils.data.Dataset):
+    """Yields dicts with `audio` (float32 window), `frame` (3 x size x size in [-1, 1]),
+    `label`, `id` and `crop` (the crop's index in its clip's fixed set)."""
+
+    def __init__(
+        self, data_dir: Path, split: str = "train", image_size: int = 512, seed: int = 0
+    ) -> None:
+        self.samples = load_index(data_dir, split)
+        self.crops = clip_crops(data_dir, self.samples)
+        self.image_size = image_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose another random crop of every clip (as a DistributedSampler's epoch does)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop_index(self, index: int) -> int:
+        choices = len(self.crops[self.samples[index].id])
+        return int(np.random.default_rng([self.seed, self.epoch, index]).integers(choices))
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        chosen = self.crop_index(index)
+        crop = self.crops[sample.id][chosen]
+        return {
+            "audio": torch.from_numpy(crop.read_audio()),
+            "frame": frame_tensor(read_frame(crop.frame_path), self.image_size),
+            "label": sample.label,
+            "id": sample.id,
+            "crop": chosen,
+        }

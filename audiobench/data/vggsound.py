@@ -1,0 +1,471 @@
+"""`audiobench data prepare vggsound`: a local VGGSound copy into audiobench's dataset format.
+
+For each clip of the list: find its files (the official `<ytid>_<start:06d>.mp4` or the
+AudioToken authors' `<ytid>_<start_ms>_<end_ms>.{mp4,wav}`), read 16 kHz mono audio (from the
+wav when there is one, else from the mp4's audio track), decode candidate frames at the centre
+of every second, and keep:
+
+- the **evaluation window**: the centre 5 s of the clip ([2.5, 7.5] s of a 10 s clip), and the
+  **reference frame**: of the frames inside that window, the one CLIP ViT-L/14 scores highest
+  against "a photo of a {label}" (`--frame-select clip`, as the paper) or the middle one;
+- for training clips, the **training crops**: the 5 s windows starting at every whole second
+  (0-5, 1-6, ..., 5-10 s of a 10 s clip) with the best-scoring frame inside each.
+
+Clips that cannot be used go to `skipped.csv` with a reason; the rest are prepared. Progress is
+journalled per clip (`prepare.jsonl`), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from audiobench.data.index import SAMPLE_RATE, write_index
+from audiobench.errors import AudiobenchError, SampleError
+from audiobench.progress import progress_bar
+from audiobench.store import (
+    atomic_write_bytes,
+    atomic_write_parquet,
+    make_directory,
+    png_bytes,
+    wav_bytes,
+)
+
+WINDOW_SECONDS = 5.0
+CLIP_SECONDS = 10.0  # VGGSound clips are nominally 10 s (decoded ones run a few ms longer)
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole clip counts as silent
+PROMPT = "a photo of a {label}"
+JOURNAL = "prepare.jsonl"
+TRAIN_CROPS = "train_crops.parquet"
+SKIPPED = "skipped.csv"
+_OFFICIAL_NAME = re.compile(r"(?P<ytid>.{11})_(?P<start>\d{6})\.(?P<ext>mp4|wav)")
+_AUTHORS_NAME = re.compile(r"(?P<ytid>.{11})_(?P<start_ms>\d+)_(?P<end_ms>\d+)\.(?P<ext>mp4|wav)")
+
+FrameScorer = Callable[[Sequence[Image.Image], str], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    """One row of a VGGSound list."""
+
+    ytid: str
+    start: int
+    label: str
+    split: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.ytid}_{self.start:06d}"
+
+
+def read_clip_list(path: Path) -> list[ClipEntry]:
+    """Read the official `youtube_id,start_seconds,label,split` CSV or the test list
+    `<ytid>_<start:06d>.mp4,label` (both headerless; labels may contain quoted commas)."""
+    entries = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.reader(handle, strict=True), start=1):
+                if line == 1 and len(row) == 4 and not row[1].strip().isdigit():
+                    continue  # a header line (the official file has none, copies often do)
+                if row:
+                    entries.append(_entry(row, path, line))
+    except FileNotFoundError as error:
+        raise AudiobenchError(f"clip list {path} does not exist") from error
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise AudiobenchError(f"{path} is not a readable CSV: {error}") from error
+    if not entries:
+        raise AudiobenchError(f"{path} lists no clips")
+    return entries
+
+
+def _entry(row: list[str], path: Path, line: int) -> ClipEntry:
+    if len(row) == 4:
+        ytid, start, label, split = (cell.strip() for cell in row)
+        if start.isdigit() and len(ytid) == 11 and split in ("train", "test"):
+            return ClipEntry(ytid, int(start), label, split)
+    elif len(row) == 2:
+        match = _OFFICIAL_NAME.fullmatch(row[0].strip())
+        if match and match["ext"] == "mp4":
+            return ClipEntry(match["ytid"], int(match["start"]), row[1].strip(), "test")
+    raise AudiobenchError(
+        f"{path}, line {line}: expected `youtube_id,start_seconds,label,train|test` or "
+        f"`<ytid>_<start:06d>.mp4,label`, got {','.join(row)!r}"
+    )
+
+
+def read_classes(path: Path) -> dict[str, str]:
+    """The class list `label,count,supercategory` (headerless) as {label: supercategory}."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle, strict=True) if row]
+    except FileNotFoundError as error:
+        raise AudiobenchError(f"class list {path} does not exist") from error
+    except csv.Error as error:
+        raise AudiobenchError(f"{path} is not a readable CSV: {error}") from error
+    bad = [line for line, row in enumerate(rows, start=1) if len(row) != 3]
+    if bad:
+        raise AudiobenchError(f"{path}, line {bad[0]}: expected label,count,supercategory")
+    return {row[0]: row[2] for row in rows}
+
+
+def read_filter(path: Path) -> set[str]:
+    """Ids (YouTube ids or clip ids) listed one per line, as in the authors' filter files."""
+    try:
+        return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+    except FileNotFoundError as error:
+        raise AudiobenchError(f"filter file {path} does not exist") from error
+
+
+def index_media(folder: Path | None) -> dict[tuple[str, int, str], Path]:
+    """(ytid, start second, extension) -> file, for both naming schemes, from one listing."""
+    found: dict[tuple[str, int, str], Path] = {}
+    if folder is None:
+        return found
+    if not Path(folder).is_dir():
+        raise AudiobenchError(f"media folder {folder} does not exist")
+    for entry in os.scandir(folder):
+        official, authors = (
+            _OFFICIAL_NAME.fullmatch(entry.name),
+            _AUTHORS_NAME.fullmatch(entry.name),
+        )
+        if official:
+            found[official["ytid"], int(official["start"]), official["ext"]] = Path(entry.path)
+        elif authors and int(authors["start_ms"]) % 1000 == 0:
+            key = (authors["ytid"], int(authors["start_ms"]) // 1000, authors["ext"])
+            found[key] = Path(entry.path)
+    return found
+
+
+@dataclass
+class DecodedClip:
+    """What a worker reads from a clip's files: its audio and candidate frames."""
+
+    id: str
+    audio: np.ndarray  # float32, 16 kHz, mono
+    frame_times: list[float] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)  # RGB uint8, H x W x 3
+
+
+def decode_clip(clip_id: str, video: Path | None, audio: Path | None) -> DecodedClip:
+    """Read a clip's audio and one frame per second; raises SampleError(reason: detail)."""
+    if video is None and audio is None:
+        raise SampleError("missing: no video or audio file found")
+    samples = _read_wav(audio) if audio is not None else _read_video_audio(video)
+    duration = samples.size / SAMPLE_RATE
+    if duration < WINDOW_SECONDS:
+        raise SampleError(f"too-short: {duration:.2f} s of audio, {WINDOW_SECONDS:g} s needed")
+    if not np.isfinite(samples).all():
+        raise SampleError("unreadable: audio contains NaN or infinite samples")
+    if np.abs(samples).max() < SILENCE_PEAK:
+        raise SampleError("silent: the audio is silent (peak below -80 dBFS)")
+    if video is None:
+        raise SampleError("missing: no video file for the reference frame")
+    times, frames = _read_frames(video, [second + 0.5 for second in range(int(duration))])
+    return DecodedClip(clip_id, samples, times, frames)
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise SampleError(f"unreadable: audio file {path.name}: {error}") from error
+    return _to_16k_mono(samples.T, rate)
+
+
+def _read_video_audio(path: Path) -> np.ndarray:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise SampleError(f"no-audio: {path.name} has no audio track")
+            stream = container.streams.audio[0]
+            chunks = [frame.to_ndarray() for frame in container.decode(stream)]
+            rate = stream.rate
+    except (av.error.FFmpegError, OSError) as error:
+        raise SampleError(f"unreadable: video file {path.name}: {error}") from error
+    if not chunks:
+        raise SampleError(f"no-audio: {path.name} has an empty audio track")
+    planar = [c if c.ndim == 2 and c.shape[0] <= 8 else c.reshape(-1, 1).T for c in chunks]
+    return _to_16k_mono(np.concatenate(planar, axis=1).astype(np.float32), rate)
+
+
+def _to_16k_mono(channels: np.ndarray, rate: int) -> np.ndarray:
+    import torch
+    import torchaudio
+
+    mono = channels.mean(axis=0).astype(np.float32)
+    if rate != SAMPLE_RATE:
+        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
+    return mono
+
+
+def _read_frames(path: Path, times: list[float]) -> tuple[list[float], list[np.ndarray]]:
+    """The decoded frame nearest to each requested time (in seconds from the clip start)."""
+    import av
+
+    nearest: dict[float, tuple[float, np.ndarray]] = {}
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SampleError(f"missing: {path.name} has no video track")
+            for frame in container.decode(video=0):
+                if frame.time is None:
+                    continue
+                for wanted in times:
+                    distance = abs(frame.time - wanted)
+                    if wanted not in nearest or distance < nearest[wanted][0]:
+                        nearest[wanted] = (distance, frame.to_ndarray(format="rgb24"))
+    except (av.error.FFmpegError, OSError) as error:
+        raise SampleError(f"unreadable: video file {path.name}: {error}") from error
+    if not nearest:
+        raise SampleError(f"unreadable: no frame could be decoded from {path.name}")
+    kept = sorted(nearest)
+    return kept, [nearest[time][1] for time in kept]
+
+
+def evaluation_window(duration: float) -> tuple[float, float]:
+    """The centre 5 s of the clip's nominal 10 s ([2.5, 7.5] s), or of a shorter clip: the
+    audio every method hears at evaluation."""
+    start = round((min(duration, CLIP_SECONDS) - WINDOW_SECONDS) / 2, 3)
+    return start, start + WINDOW_SECONDS
+
+
+def training_windows(duration: float) -> list[tuple[float, float]]:
+    """5 s windows starting at every whole second that fits: the fixed training crops."""
+    return [(float(k), k + WINDOW_SECONDS) for k in range(int(duration - WINDOW_SECONDS) + 1)]
+
+
+def best_frame(times: Sequence[float], scores: Sequence[float], window: tuple[float, float]) -> int:
+    """Index of the highest-scoring frame inside the window (the earliest among equals)."""
+    inside = [i for i, time in enumerate(times) if window[0] <= time < window[1]]
+    if not inside:
+        raise SampleError(f"unreadable: no decoded frame inside {window[0]:g}-{window[1]:g} s")
+    return max(inside, key=lambda i: (scores[i], -i))
+
+
+def middle_scores(times: Sequence[float], window: tuple[float, float]) -> list[float]:
+    """Scores that make `best_frame` pick the frame nearest the centre of `window`."""
+    centre = (window[0] + window[1]) / 2
+    return [-abs(time - centre) for time in times]
+
+
+@dataclass
+class PrepareSettings:
+    """Everything `audiobench data prepare vggsound` needs."""
+
+    clip_list: Path
+    video_dir: Path
+    out: Path
+    audio_dir: Path | None = None
+    split: str = "all"
+    filters: Sequence[Path] = ()
+    frame_select: str = "clip"
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    prepared: int
+    skipped: dict[str, int]  # reason -> count
+    out: Path
+
+
+def prepare_vggsound(settings: PrepareSettings, scorer: FrameScorer | None) -> PrepareSummary:
+    """Prepare every listed clip (resuming a previous run) and write the dataset files.
+
+    `scorer(frames, prompt)` scores candidate frames for `--frame-select clip`; None selects the
+    middle frame of each window.
+    """
+    if settings.split not in ("train", "test", "all"):
+        raise AudiobenchError(f"--split must be train, test or all, not {settings.split!r}")
+    entries = [e for e in read_clip_list(settings.clip_list) if settings.split in ("all", e.split)]
+    out = make_directory(settings.out)
+    for folder in ("audio", "frames", "train_frames"):
+        make_directory(out / folder)
+    journal = _read_journal(out / JOURNAL)
+    outcomes = {clip_id: record for clip_id, record in journal.items() if record["status"] == "ok"}
+    todo = _screen(entries, settings, outcomes)
+    videos = index_media(settings.video_dir)
+    audios = index_media(settings.audio_dir or settings.video_dir)
+    jobs = [
+        (
+            entry,
+            videos.get((entry.ytid, entry.start, "mp4")),
+            audios.get((entry.ytid, entry.start, "wav")),
+        )
+        for entry, reason in todo
+        if not reason
+    ]
+    with (
+        open(out / JOURNAL, "a", encoding="utf-8") as log,
+        progress_bar(len(entries), "preparing clips") as advance,
+    ):
+        advance(len(entries) - len(todo))
+        for entry, reason in todo:
+            if reason:
+                _log(log, outcomes, {"id": entry.id, "status": "skipped", "reason": reason})
+                advance(1)
+        by_id = {entry.id: entry for entry, _, _ in jobs}
+        for clip_id, decoded in _decode_all(jobs, settings.workers):
+            entry = by_id[clip_id]
+            try:
+                record = _write_clip(out, entry, decoded, scorer)
+            except SampleError as error:
+                record = {"id": entry.id, "status": "skipped", "reason": str(error)}
+            _log(log, outcomes, record)
+            advance(1)
+    return _finish(out, entries, outcomes)
+
+
+def _screen(
+    entries: list[ClipEntry], settings: PrepareSettings, done: dict[str, dict]
+) -> list[tuple[ClipEntry, str | None]]:
+    """Clips still to do, each with the reason it is skipped before decoding (or None)."""
+    dropped = {path.name: read_filter(path) for path in map(Path, settings.filters)}
+    seen: set[str] = set()
+    todo = []
+    for entry in entries:
+        if entry.id in done:
+            seen.add(entry.id)
+            continue
+        listed = [name for name, ids in dropped.items() if entry.ytid in ids or entry.id in ids]
+        reason = None
+        if entry.id in seen:
+            reason = "duplicate: the clip is listed more than once"
+        elif listed:
+            reason = f"filtered: listed in {', '.join(listed)}"
+        seen.add(entry.id)
+        todo.append((entry, reason))
+    return todo
+
+
+def _decode_all(
+    jobs: list[tuple[ClipEntry, Path | None, Path | None]], workers: int
+) -> Iterator[tuple[str, DecodedClip | SampleError]]:
+    """Decode clips in a process pool (in order), at most two per worker in flight."""
+    if workers <= 1:
+        for entry, video, audio in jobs:
+            yield entry.id, _decode_or_error(entry.id, video, audio)
+        return
+    # spawn, not fork: the parent holds torch and thread pools, which a fork can deadlock
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: list[tuple[str, Future]] = []
+        queue = iter(jobs)
+        for entry, video, audio in queue:
+            pending.append((entry.id, pool.submit(_decode_or_error, entry.id, video, audio)))
+            if len(pending) >= 2 * workers:
+                clip_id, future = pending.pop(0)
+                yield clip_id, future.result()
+        for clip_id, future in pending:
+            yield clip_id, future.result()
+
+
+def _decode_or_error(clip_id: str, video: Path | None, audio: Path | None):
+    try:
+        return decode_clip(clip_id, video, audio)
+    except SampleError as error:
+        return error
+
+
+def _write_clip(
+    out: Path, entry: ClipEntry, decoded: DecodedClip | SampleError, scorer: FrameScorer | None
+) -> dict:
+    if isinstance(decoded, SampleError):
+        raise decoded
+    duration = decoded.audio.size / SAMPLE_RATE
+    images = [Image.fromarray(frame) for frame in decoded.frames]
+    window = evaluation_window(duration)
+    scores = (
+        scorer(images, PROMPT.format(label=entry.label))
+        if scorer
+        else middle_scores(decoded.frame_times, window)
+    )
+    reference = best_frame(decoded.frame_times, scores, window)
+    atomic_write_bytes(out / "audio" / f"{entry.id}.wav", wav_bytes(decoded.audio, SAMPLE_RATE))
+    atomic_write_bytes(out / "frames" / f"{entry.id}.png", png_bytes(images[reference]))
+    row = {
+        "id": entry.id,
+        "label": entry.label,
+        "split": entry.split,
+        "audio": f"audio/{entry.id}.wav",
+        "audio_start": window[0],
+        "audio_end": window[1],
+        "frame": f"frames/{entry.id}.png",
+        "frame_time": decoded.frame_times[reference],
+    }
+    crops = []
+    if entry.split == "train":
+        for start, end in training_windows(duration):
+            if scorer is None:
+                scores = middle_scores(decoded.frame_times, (start, end))
+            chosen = best_frame(decoded.frame_times, scores, (start, end))
+            name = f"train_frames/{entry.id}_{round(decoded.frame_times[chosen] * 1000)}.png"
+            if not (out / name).is_file():
+                atomic_write_bytes(out / name, png_bytes(images[chosen]))
+            crops.append({"id": entry.id, "audio_start": start, "audio_end": end, "frame": name})
+    return {"id": entry.id, "status": "ok", "row": row, "crops": crops}
+
+
+def _log(log, outcomes: dict[str, dict], record: dict) -> None:
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    os.fsync(log.fileno())
+    outcomes[record["id"]] = record
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    """Per-clip outcomes of earlier runs (the last line per clip wins; a torn line is ignored)."""
+    records: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line being written when a previous run was killed
+            records[record["id"]] = record
+    return records
+
+
+def _finish(out: Path, entries: list[ClipEntry], outcomes: dict[str, dict]) -> PrepareSummary:
+    order = list(dict.fromkeys(entry.id for entry in entries))
+    prepared = [outcomes[i] for i in order if outcomes[i]["status"] == "ok"]
+    skipped = [outcomes[i] for i in order if outcomes[i]["status"] == "skipped"]
+    rows = [record["row"] for record in prepared]
+    if rows:
+        write_index(out, rows)
+    crops = [crop for record in prepared for crop in record["crops"]]
+    columns = ["id", "audio_start", "audio_end", "frame"]
+    atomic_write_parquet(out / TRAIN_CROPS, pd.DataFrame(crops, columns=columns))
+    reasons = [(r["id"], *r["reason"].split(": ", 1)) for r in skipped]
+    table = pd.DataFrame(reasons, columns=["id", "reason", "detail"])
+    atomic_write_bytes(out / SKIPPED, table.to_csv(index=False).encode())
+    return PrepareSummary(len(rows), dict(Counter(reason for _, reason, _ in reasons)), out)
+
+
+def clip_scorer(zoo) -> FrameScorer:
+    """Score frames by CLIP cosine similarity to the prompt (the zoo's `clip_l14`, loaded on
+    first use so that a run with nothing to decode loads no model)."""
+
+    def score(frames: Iterable[Image.Image], prompt: str) -> list[float]:
+        encoder = zoo.load("clip_l14")
+        images = encoder.embed_images(list(frames))
+        text = encoder.embed_texts([prompt])[0]
+        return (images @ text).tolist()
+
+    return score
