@@ -1,0 +1,114 @@
+"""`audiotoken` and `audiotoken-cl`: the paper's method (Yariv et al., Interspeech 2023).
+
+BEATs layer 4/8/12 features of the 5 s evaluation window go through the trained embedder to one
+token, which takes the place of `<*>` in "A photo of a <*>" inside SD v1.4's frozen text
+encoder; SD then generates as usual (guidance 7.5, 50 PNDM steps). The two variants differ only
+in training (`-cl` adds the classification loss); both generate from a trained embedder given
+with `--checkpoint` (a file or a folder holding `embedder_learned_embeds.bin`, the authors'
+layout). On the tiny profile, without a checkpoint, a seeded random embedder stands in.
+
+The official inference prompt is "a photo of <*>, 4k, high resolution" and its training prompt
+"a photo of <*>"; audiobench uses the paper's "A photo of a <*>" for both (`--set` cannot change
+the template of a trained token without retraining).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from audiobench.data import Sample
+from audiobench.errors import AudiobenchError
+from audiobench.registry import Method, MethodContext
+from methods.audiotoken.beats import BeatsFeatures, load_beats
+from methods.audiotoken.embedder import AudioTokenEmbedder
+from methods.audiotoken.prompt import AudioTokenPrompt
+
+EMBEDDER_FILE = "embedder_learned_embeds.bin"
+TINY_EMBEDDER_SEED = 0
+
+__all__ = ["AudioToken", "AudioTokenCL", "AudioTokenEmbedder", "BeatsFeatures", "load_beats"]
+
+
+@dataclass(frozen=True)
+class AudioTokenConfig:
+    guidance_scale: float = 7.5
+    steps: int = 50
+
+
+def embedder_path(checkpoint: Path) -> Path:
+    """The embedder file itself, or `embedder_learned_embeds.bin` inside a checkpoint folder."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        if not (checkpoint / EMBEDDER_FILE).is_file():
+            raise AudiobenchError(f"checkpoint folder {checkpoint} has no {EMBEDDER_FILE}")
+        return checkpoint / EMBEDDER_FILE
+    return checkpoint
+
+
+class AudioToken(Method):
+    description = 'AudioToken: a BEATs audio token in SD v1.4\'s "A photo of a <*>"'
+    roles = ("sd", "beats")
+    Config = AudioTokenConfig
+    classification_loss = False
+
+    def setup(self, context: MethodContext) -> None:
+        self.pipeline = context.models.load("sd")
+        self.beats = context.models.load("beats")
+        self.prompt = AudioTokenPrompt(self.pipeline.tokenizer, self.pipeline.text_encoder)
+        self.embedder = self._embedder(context).to(context.device).eval()
+        self.device = context.device
+
+    def _embedder(self, context: MethodContext) -> AudioTokenEmbedder:
+        token_width = self.pipeline.text_encoder.config.hidden_size
+        if context.checkpoint is not None:
+            path = embedder_path(context.checkpoint)
+            embedder = AudioTokenEmbedder.from_official_checkpoint(path)
+        elif context.models.profile == "tiny":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(TINY_EMBEDDER_SEED)
+                embedder = AudioTokenEmbedder(self.beats.feature_dim, token_width)
+            path = Path("tiny random embedder")
+        else:
+            raise AudiobenchError(
+                "audiotoken generates from a trained embedder: pass --checkpoint (a file or a "
+                f"folder with {EMBEDDER_FILE}; train one with `audiobench train`)"
+            )
+        expected = (self.beats.feature_dim, token_width)
+        found = (embedder.fc1.in_features, embedder.fc2.out_features)
+        if found != expected:
+            raise AudiobenchError(
+                f"embedder {path} maps {found[0]} -> {found[1]} dimensions, but these models "
+                f"need {expected[0]} -> {expected[1]} (BEATs features -> text encoder width)"
+            )
+        return embedder
+
+    def prepare(self, sample: Sample) -> np.ndarray:
+        return sample.read_audio()
+
+    @torch.no_grad()
+    def tokens(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, 768) tokens for equal-length 16 kHz windows."""
+        features = self.beats.layer_features(torch.from_numpy(np.stack(audio)))
+        return self.embedder(features.to(self.device))
+
+    def generate(self, inputs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Image.Image]:
+        with torch.no_grad():
+            prompt_embeds = self.prompt.encode(self.tokens(inputs))
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        return self.pipeline(
+            prompt_embeds=prompt_embeds,
+            generator=generators,
+            num_inference_steps=self.config.steps,
+            guidance_scale=self.config.guidance_scale,
+        ).images
+
+
+class AudioTokenCL(AudioToken):
+    description = "AudioToken trained with the classification loss (Table 1's 'with CL')"
+    classification_loss = True

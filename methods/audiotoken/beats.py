@@ -1,0 +1,128 @@
+"""The `beats` role: BEATs (speechbrain's implementation), frozen, as AudioToken's audio encoder.
+
+`layer_features` returns the outputs of transformer layers 4, 8 and 12 concatenated: (B, T,
+3 x 768) = (B, 248, 2304) for 5 s of 16 kHz audio, where the T = 31 x 8 patches are time x
+frequency patches of the 128-bin fbank. BEATs always runs in float32: its fbank overflows in
+half precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from audiobench.models.checkpoints import load_state_dict
+from audiobench.models.zoo import (
+    TINY_SEED,
+    LoadOptions,
+    Role,
+    cache_dir,
+    register_role,
+    weight_file,
+)
+from audiobench.store import atomic_write_bytes
+
+CHECKPOINT = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+LAYERS = (4, 8, 12)
+# The base architecture at toy width; 12 layers so that layers 4, 8 and 12 exist.
+TINY_CONFIG = {
+    "encoder_layers": 12,
+    "encoder_embed_dim": 16,
+    "encoder_ffn_embed_dim": 32,
+    "encoder_attention_heads": 2,
+    "embed_dim": 16,
+    "input_patch_size": 16,
+    "conv_pos": 16,
+    "conv_pos_groups": 4,
+    "relative_position_embedding": True,
+    "num_buckets": 32,
+    "max_distance": 64,
+    "gru_rel_pos": True,
+    "deep_norm": True,
+    "layer_norm_first": False,
+    "encoder_layerdrop": 0.0,
+    "finetuned_model": False,
+}
+
+
+class BeatsFeatures:
+    """A frozen BEATs that maps (B, S) 16 kHz waveforms to its layer 4/8/12 features."""
+
+    def __init__(self, beats: torch.nn.Module, options: LoadOptions) -> None:
+        self.beats = beats.to(options.device, torch.float32).eval().requires_grad_(False)
+        self.device = options.device
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        return {"beats": self.beats}
+
+    @property
+    def feature_dim(self) -> int:
+        return len(LAYERS) * self.beats.cfg.encoder_embed_dim
+
+    @torch.no_grad()
+    def layer_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, S) float waveforms of equal length -> (B, T, 3C) float32 features."""
+        self.beats.eval()  # a parent's .train() would turn layer drop back on
+        audio = audio.to(self.device, torch.float32)
+        lengths = torch.ones(audio.shape[0], device=self.device)
+        hidden = self.beats(audio, wav_lens=lengths)[0]  # (layers + 1, T, B, C)
+        return torch.cat([hidden[layer] for layer in LAYERS], dim=-1).transpose(0, 1)
+
+
+def load_beats(path: Path, options: LoadOptions | None = None) -> BeatsFeatures:
+    """The official `{'cfg', 'model'}` checkpoint as a frozen `BeatsFeatures`."""
+    from speechbrain.lobes.models.beats import BEATs
+
+    load_state_dict(path, key="model")  # tensors only: refuses pickled code before BEATs loads
+    options = options or LoadOptions(torch.device("cpu"), torch.float32)
+    return BeatsFeatures(BEATs(ckp_path=str(path), freeze=True, output_all_hiddens=True), options)
+
+
+def _tiny_checkpoint() -> Path:
+    """Write (once) a seeded random BEATs of the tiny configuration in the official format."""
+    from speechbrain.lobes.models.beats import BEATs
+
+    target = cache_dir() / f"beats-tiny-seed{TINY_SEED}.pt"
+    if target.is_file():
+        return target
+
+    class RandomBEATs(BEATs):
+        def load_state_dict(self, state_dict, *args, **kwargs):
+            if not state_dict:  # the placeholder below: keep the fresh initialisation
+                return None
+            return super().load_state_dict(state_dict, *args, **kwargs)
+
+    import io
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    placeholder = target.with_name(target.name + ".config")
+    torch.save({"cfg": TINY_CONFIG, "model": {}}, placeholder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        model = RandomBEATs(ckp_path=str(placeholder))
+    placeholder.unlink()
+    buffer = io.BytesIO()
+    torch.save({"cfg": TINY_CONFIG, "model": model.state_dict()}, buffer)
+    atomic_write_bytes(target, buffer.getvalue())
+    return target
+
+
+def _locate(search_dirs: Sequence[Path]) -> Path | None:
+    return weight_file(search_dirs, "beats", [CHECKPOINT])
+
+
+BEATS = register_role(
+    Role(
+        name="beats",
+        description="BEATs iter3+ AS2M (fine-tuned): AudioToken's audio encoder, layers 4/8/12",
+        paper_source=CHECKPOINT,
+        how_to_obtain=f"{CHECKPOINT} from the microsoft/unilm BEATs release, at "
+        f"WEIGHTS/beats/{CHECKPOINT}",
+        locate=_locate,
+        load_paper=load_beats,
+        build_tiny=lambda options: load_beats(_tiny_checkpoint(), options),
+    )
+)
