@@ -232,6 +232,65 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("train")
+def train(
+    method: Annotated[str, typer.Option("--method", help="A trainable method, e.g. audiotoken.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (holds index.parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and final weights.")],
+    split: Annotated[str, typer.Option("--split", help="Split to train on.")] = "train",
+    profile: ProfileOption = "paper",
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 60_000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per micro-batch.")] = 8,
+    grad_accum: Annotated[
+        int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
+    ] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 8e-5,
+    mixed_precision: Annotated[
+        str, typer.Option("--mixed-precision", help="no, fp16 or bf16.")
+    ] = "no",
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")
+    ] = 1000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and sampling.")] = 0,
+    device: Annotated[
+        str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
+    weights_dir: WeightsOption = None,
+) -> None:
+    """Train a method (AudioToken: only the embedder) with the paper's defaults.
+
+    Example: audiobench train --method audiotoken --data demo --profile tiny --steps 50 --out ckpt
+    """
+    from audiobench.trainer import TrainSettings
+    from audiobench.trainer import train as train_method
+
+    settings = TrainSettings(
+        method=method,
+        data_dir=data,
+        out=out,
+        split=split,
+        profile=profile,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        mixed_precision=mixed_precision,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        seed=seed,
+        device=device,
+        weights_dir=weights_dir,
+    )
+    folder = train_method(settings)
+    console.print(
+        f"trained weights in {folder} (use: audiobench run --method {method} "
+        f"--checkpoint {folder} ...)"
+    )
+
+
 @app.command("evaluate")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `audiobench run`.")],

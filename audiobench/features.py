@@ -47,6 +47,7 @@ def _inception(model) -> Callable[[list], np.ndarray]:
     return compute
 
 
+# kind -> (model -> (batch of inputs -> array with one row per input))
 COMPUTERS: dict[str, Callable[[Any], Callable[[list], np.ndarray]]] = {
     "image": lambda model: lambda images: model.embed_images(images).numpy(),
     "text": lambda model: lambda texts: model.embed_texts(texts).numpy(),
@@ -54,6 +55,13 @@ COMPUTERS: dict[str, Callable[[Any], Callable[[list], np.ndarray]]] = {
     "top1": lambda model: lambda images: model.top1(images).numpy()[:, None].astype(np.float32),
     "inception": _inception,
 }
+
+
+def register_kind(kind: str, computer: Callable[[Any], Callable[[list], np.ndarray]]) -> None:
+    """Let a plugin cache features of its own kind (e.g. a method's frozen encoder outputs)."""
+    if kind in COMPUTERS and COMPUTERS[kind] is not computer:
+        raise ValueError(f"feature kind {kind!r} is registered twice")
+    COMPUTERS[kind] = computer
 
 
 class Features:
@@ -74,7 +82,7 @@ class Features:
 
     def audio(self, samples: Sequence[Sample], kind: FeatureKind) -> np.ndarray:
         keys = [f"{file_sha256(s.audio_path)}:{s.audio_start:g}-{s.audio_end:g}" for s in samples]
-        [values] = self._compute(
+        [values] = self.compute(
             self.shared_cache,
             keys,
             samples,
@@ -87,14 +95,14 @@ class Features:
     def texts(self, texts: list[str]) -> torch.Tensor:
         """CLIP ViT-L/14 text embeddings (the AIC name match)."""
         keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
-        [values] = self._compute(
+        [values] = self.compute(
             self.shared_cache, keys, texts, [FeatureKind("clip_l14", "text")], list, "names"
         )
         return torch.from_numpy(values)
 
     def _images(self, folder, paths, kinds, what) -> list[np.ndarray]:
         keys = thread_map(file_sha256, paths)
-        return self._compute(
+        return self.compute(
             folder, keys, paths, kinds, lambda batch: thread_map(read_frame, batch), what
         )
 
@@ -104,7 +112,7 @@ class Features:
             self._caches[folder, kind] = FeatureCache(folder, name)
         return self._caches[folder, kind]
 
-    def _compute(
+    def compute(
         self,
         folder: Path,
         keys: list[str],

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from audiobench.data import Sample
     from audiobench.models import ModelZoo
+    from audiobench.trainer import TrainSettings
 
 ENTRY_POINT_GROUP = "audiobench.methods"
 _METHOD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -75,6 +76,10 @@ class Method(ABC):
     @abstractmethod
     def generate(self, inputs: Sequence[Any], seeds: Sequence[int]) -> list[Image.Image]:
         """One image per prepared input; `seeds[i]` alone decides the randomness of image i."""
+
+    def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
+        """Train on `settings.data_dir`, write weights under `out`, return the weights' folder."""
+        raise AudiobenchError(f"{type(self).__name__} has nothing to train")
 
 
 @dataclass(frozen=True)

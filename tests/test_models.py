@@ -92,6 +92,7 @@ FAKE_WEIGHT_FILES = {
     "wav2clip": "Wav2CLIP.pt",
     "classifier": "model.safetensors",
     "inception": "weights-inception-2015-12-05-6726825d.pth",
+    "beats": "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
 }
 
 
@@ -109,7 +110,7 @@ def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     assert "found" in sd_row and "sd-text" in sd_row
     summary = " ".join(out.split())  # rich wraps long lines
     assert (
-        "missing for the paper profile: classifier, clip_b32, clip_l14, inception, wav2clip"
+        "missing for the paper profile: beats, classifier, clip_b32, clip_l14, inception, wav2clip"
         in summary
     )
 

@@ -25,6 +25,7 @@ from PIL import Image
 from audiobench.data import Sample
 from audiobench.errors import AudiobenchError
 from audiobench.registry import Method, MethodContext
+from audiobench.trainer import TrainSettings
 from methods.audiotoken.beats import BeatsFeatures, load_beats
 from methods.audiotoken.embedder import AudioTokenEmbedder
 from methods.audiotoken.prompt import AudioTokenPrompt
@@ -107,6 +108,11 @@ class AudioToken(Method):
             num_inference_steps=self.config.steps,
             guidance_scale=self.config.guidance_scale,
         ).images
+
+    def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
+        from methods.audiotoken.training import train_audiotoken
+
+        return train_audiotoken(context, settings, out, self.classification_loss)
 
 
 class AudioTokenCL(AudioToken):

@@ -1,10 +1,10 @@
 """Putting an audio token into "A photo of a <*>" inside the frozen CLIP text encoder.
 
 Current transformers' CLIPTextModel.forward takes token ids, not input embeddings, so the token
-goes in through two hooks on the token-embedding module: a pre-hook swaps the placeholder's id
-(unknown to the published vocabulary) for a valid one and remembers where it was, and a hook
-replaces the embeddings at those positions with each sample's audio token. The text encoder's
-weights stay exactly the published ones; with no token set, the placeholder is refused.
+goes in through two hooks on the token-embedding module, present only while `encode` runs: a
+pre-hook swaps the placeholder's id (unknown to the published vocabulary) for a valid one and
+remembers where it was, and a hook replaces the embeddings at those positions with each
+sample's audio token. The text encoder's weights stay exactly the published ones.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ class AudioTokenPrompt:
         self.prompt = template.format(PLACEHOLDER)
         self._tokens: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
-        embeddings = text_encoder.get_input_embeddings()
-        embeddings.register_forward_pre_hook(self._swap_placeholder)
-        embeddings.register_forward_hook(self._insert_tokens)
 
     def input_ids(self, batch_size: int) -> torch.Tensor:
         ids = self.tokenizer(
@@ -51,21 +48,23 @@ class AudioTokenPrompt:
 
     @contextmanager
     def _using(self, tokens: torch.Tensor) -> Iterator[None]:
+        embeddings = self.text_encoder.get_input_embeddings()
+        hooks = [
+            embeddings.register_forward_pre_hook(self._swap_placeholder),
+            embeddings.register_forward_hook(self._insert_tokens),
+        ]
         self._tokens = tokens
         try:
             yield
         finally:
+            for hook in hooks:
+                hook.remove()
             self._tokens = self._mask = None
 
     def _swap_placeholder(self, module, arguments):
         (ids,) = arguments
-        mask = ids == self.placeholder_id
-        if not mask.any():
-            return None
-        if self._tokens is None:
-            raise RuntimeError(f"the prompt holds {PLACEHOLDER} but no audio token was given")
-        self._mask = mask
-        return (ids.masked_fill(mask, self.tokenizer.eos_token_id),)
+        self._mask = ids == self.placeholder_id
+        return (ids.masked_fill(self._mask, self.tokenizer.eos_token_id),)
 
     def _insert_tokens(self, module, arguments, output: torch.Tensor) -> torch.Tensor | None:
         if self._mask is None:

@@ -1,0 +1,273 @@
+"""AudioToken training: only the embedder learns; every frozen encoder runs once per crop.
+
+Each clip has a fixed set of crops (`audiobench.data.training`). Before the first step, BEATs
+features of every crop's audio window and the VAE's latent distribution (mean, log-variance) of
+every crop's frame are computed once and cached; a step then costs one embedder, one text
+encoder and one UNet forward and backward. A latent is still sampled from its distribution at
+every step, as the official loop does, so caching changes nothing but the speed.
+
+Loss = LDM MSE + 0.01 mean|token| (+ 0.01 (1 - cos(token, label))^2 for `audiotoken-cl`, the
+label being the mean input embedding of the label's tokens). AdamW (weight decay 0.01) at a
+constant learning rate. All randomness of step s (crops, latent samples, noise, timesteps,
+dropout) is drawn from a generator seeded by (seed, s), so a resumed run repeats the
+uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audiobench.data import load_index, read_frame
+from audiobench.data.training import Crop, clip_crops, frame_tensor
+from audiobench.errors import AudiobenchError
+from audiobench.features import FeatureKind, Features, register_kind
+from audiobench.models.checkpoints import load_state_dict
+from audiobench.progress import progress_bar
+from audiobench.registry import MethodContext
+from audiobench.store import atomic_write_bytes, atomic_write_json, file_sha256
+from audiobench.trainer import TrainSettings
+from methods.audiotoken.embedder import AudioTokenEmbedder
+from methods.audiotoken.prompt import AudioTokenPrompt
+
+EMBEDDER_FILE = "embedder_learned_embeds.bin"
+L1_WEIGHT = 0.01
+CL_WEIGHT = 0.01
+WEIGHT_DECAY = 1e-2
+KEEP_CHECKPOINTS = 2
+LOSS_COLUMNS = ("step", "loss", "mse", "l1", "cl")
+
+
+def _beats_layers(beats):
+    return lambda clips: beats.layer_features(torch.from_numpy(np.stack(clips))).numpy()
+
+
+def _vae_moments(pipeline):
+    """Frames (3, H, W) in [-1, 1] -> the VAE posterior's mean and log-variance, stacked."""
+
+    @torch.no_grad()
+    def compute(frames: list[torch.Tensor]) -> np.ndarray:
+        vae = pipeline.vae
+        pixels = torch.stack(frames).to(vae.device, vae.dtype)
+        posterior = vae.encode(pixels).latent_dist
+        return torch.cat([posterior.mean, posterior.logvar], dim=1).float().cpu().numpy()
+
+    return compute
+
+
+register_kind("beats-layers", _beats_layers)
+register_kind("vae-moments", _vae_moments)
+
+
+def step_seed(seed: int, step: int) -> int:
+    digest = hashlib.sha256(f"audiotoken-train/{seed}/{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+class CropFeatures:
+    """Cached BEATs features and VAE moments of every crop, as two tensors indexed by crop."""
+
+    def __init__(
+        self, context: MethodContext, crops: list[Crop], image_size: int, batch_size: int
+    ) -> None:
+        features = Features(context.models, context.models.weights_dir, batch_size)
+        audio_keys = [
+            f"{file_sha256(c.sample.audio_path)}:{c.audio_start:g}-{c.audio_end:g}" for c in crops
+        ]
+        frame_keys = [f"{file_sha256(c.frame_path)}:{image_size}" for c in crops]
+        [layers] = features.compute(
+            features.shared_cache,
+            audio_keys,
+            crops,
+            [FeatureKind("beats", "beats-layers")],
+            lambda batch: [crop.read_audio() for crop in batch],
+            "training audio windows",
+        )
+        [moments] = features.compute(
+            features.shared_cache,
+            frame_keys,
+            crops,
+            [FeatureKind("sd", "vae-moments")],
+            lambda batch: [frame_tensor(read_frame(crop.frame_path), image_size) for crop in batch],
+            "training frames",
+        )
+        self.layers = torch.from_numpy(layers)
+        self.moments = torch.from_numpy(moments)
+
+
+def train_audiotoken(
+    context: MethodContext, settings: TrainSettings, out: Path, classification_loss: bool
+) -> Path:
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+
+    pipeline = context.models.load("sd")
+    beats = context.models.load("beats")
+    samples = load_index(settings.data_dir, settings.split)
+    crops = [
+        crop for sample in samples for crop in clip_crops(settings.data_dir, [sample])[sample.id]
+    ]
+    image_size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    cached = CropFeatures(context, crops, image_size, settings.batch_size)
+    labels = _label_embeddings(pipeline, [crop.sample.label for crop in crops])
+
+    accelerator = Accelerator(
+        mixed_precision=settings.mixed_precision, cpu=context.device.type == "cpu"
+    )
+    for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
+        module.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        embedder = AudioTokenEmbedder(beats.feature_dim, pipeline.text_encoder.config.hidden_size)
+    optimizer = torch.optim.AdamW(embedder.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY)
+    start = _start(out, embedder, optimizer, settings.resume)
+    embedder, optimizer = accelerator.prepare(embedder, optimizer)
+    prompt = AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder)
+    scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    scaling = pipeline.vae.config.scaling_factor
+    writer = _tensorboard(out)
+    with (
+        open(out / "loss.csv", "a", newline="") as log,
+        progress_bar(settings.steps, f"training {settings.method}") as advance,
+    ):
+        rows = csv.writer(log)
+        advance(start)
+        for step in range(start, settings.steps):
+            generator = torch.Generator().manual_seed(step_seed(settings.seed, step))
+            torch.manual_seed(step_seed(settings.seed, step))  # the embedder's dropout
+            embedder.train()
+            terms = torch.zeros(4)
+            for _ in range(settings.grad_accum):
+                index = torch.randint(len(crops), (settings.batch_size,), generator=generator)
+                mean, logvar = cached.moments[index].chunk(2, dim=1)
+                latents = (
+                    mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+                ) * scaling
+                noise = torch.randn(latents.shape, generator=generator)
+                timesteps = torch.randint(
+                    scheduler.config.num_train_timesteps,
+                    (settings.batch_size,),
+                    generator=generator,
+                )
+                with accelerator.autocast():
+                    tokens = embedder(cached.layers[index].to(accelerator.device))
+                    embeds = prompt.encode(tokens.to(pipeline.text_encoder.dtype))
+                    noisy = scheduler.add_noise(latents, noise, timesteps).to(accelerator.device)
+                    predicted = pipeline.unet(
+                        noisy.to(pipeline.unet.dtype),
+                        timesteps.to(accelerator.device),
+                        embeds.to(pipeline.unet.dtype),
+                    ).sample
+                target = (
+                    noise
+                    if scheduler.config.prediction_type == "epsilon"
+                    else scheduler.get_velocity(latents, noise, timesteps)
+                )
+                mse = F.mse_loss(predicted.float(), target.to(accelerator.device).float())
+                l1 = tokens.float().abs().mean()
+                cl = torch.zeros((), device=accelerator.device)
+                if classification_loss:
+                    cosine = F.cosine_similarity(
+                        tokens.float(), labels[index].to(accelerator.device)
+                    )
+                    cl = ((1 - cosine) ** 2).mean()
+                loss = mse + L1_WEIGHT * l1 + CL_WEIGHT * cl
+                accelerator.backward(loss / settings.grad_accum)
+                terms += torch.stack([loss, mse, l1, cl]).detach().cpu() / settings.grad_accum
+            optimizer.step()
+            optimizer.zero_grad()
+            rows.writerow([step + 1, *(f"{value:.8g}" for value in terms.tolist())])
+            log.flush()
+            for name, value in zip(LOSS_COLUMNS[1:], terms.tolist(), strict=True):
+                writer.add_scalar(f"train/{name}", value, step + 1)
+            if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
+                _checkpoint(out, step + 1, accelerator.unwrap_model(embedder), optimizer, settings)
+            advance(1)
+    writer.close()
+    final = accelerator.unwrap_model(embedder)
+    atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(final.state_dict()))
+    atomic_write_json(
+        out / "train.json",
+        {
+            "method": settings.method,
+            "settings": {k: str(v) for k, v in asdict(settings).items()},
+            "steps": settings.steps,
+            "crops": len(crops),
+            "clips": len(samples),
+            "models": context.models.provenance(),
+        },
+    )
+    return out
+
+
+def _label_embeddings(pipeline, labels: list[str]) -> torch.Tensor:
+    """Mean input embedding of each label's tokens (no start/end tokens): the CL target."""
+    table = pipeline.text_encoder.get_input_embeddings().weight.detach().float().cpu()
+    means = {}
+    for label in set(labels):
+        ids = pipeline.tokenizer(label, add_special_tokens=False).input_ids
+        means[label] = table[ids].mean(dim=0)
+    return torch.stack([means[label] for label in labels])
+
+
+def _tensor_bytes(state) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def _checkpoint(out: Path, step: int, embedder, optimizer, settings: TrainSettings) -> None:
+    """Write checkpoints/step-N/ under a temporary name, rename it, keep the last two."""
+    folder = out / "checkpoints" / f"step-{step:08d}"
+    staging = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    atomic_write_bytes(staging / EMBEDDER_FILE, _tensor_bytes(embedder.state_dict()))
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    atomic_write_bytes(staging / "optimizer.pt", buffer.getvalue())
+    atomic_write_json(staging / "state.json", {"step": step, "seed": settings.seed})
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    for old in sorted((out / "checkpoints").glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old)
+
+
+def _start(out: Path, embedder, optimizer, resume: bool) -> int:
+    """The step to begin at: 0, or the newest checkpoint's (loaded) when resuming."""
+    saved = sorted((out / "checkpoints").glob("step-*"))
+    log = out / "loss.csv"
+    if not resume and (saved or log.exists()):
+        raise AudiobenchError(
+            f"{out} already holds a training run: use --resume to continue it or another --out"
+        )
+    if not saved:
+        log.write_text(",".join(LOSS_COLUMNS) + "\n")
+        return 0
+    latest = saved[-1]
+    embedder.load_state_dict(load_state_dict(latest / EMBEDDER_FILE))
+    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+    step = json.loads((latest / "state.json").read_text())["step"]
+    _trim_log(log, step)
+    return step
+
+
+def _trim_log(path: Path, step: int) -> None:
+    lines = path.read_text().splitlines()
+    kept = [lines[0], *(line for line in lines[1:] if line and int(line.split(",")[0]) <= step)]
+    atomic_write_bytes(path, ("\n".join(kept) + "\n").encode())
+
+
+def _tensorboard(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))
