@@ -21,6 +21,7 @@ def isolated_environment(tmp_path_factory):
     os.environ["HF_HOME"] = str(home / "hf")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.pop("AUDIOBENCH_WEIGHTS", None)
+    os.environ["COLUMNS"] = "200"  # rich wraps tables to the terminal width (80 when piped)
     return home
 
 
