@@ -41,6 +41,30 @@ def _timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _run_and_measure(function, arguments, queue) -> None:
+    try:
+        result = function(*arguments)
+    except BaseException as error:  # reported to the parent, which would otherwise wait forever
+        queue.put(("failed", f"{type(error).__name__}: {error}"))
+        raise
+    queue.put(("done", (result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+
+
+def in_own_process(function: Callable, *arguments) -> tuple[object, float]:
+    """`function(*arguments)` in a fresh process: (its result, that process's peak RSS in MiB)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_run_and_measure, args=(function, arguments, queue))
+    process.start()
+    status, result = queue.get()
+    process.join()
+    if status == "failed":
+        raise RuntimeError(f"{function.__name__} failed in its own process: {result}")
+    return result
+
+
 def machine() -> dict[str, object]:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -20,8 +20,6 @@ models but not importing Python packages.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +33,7 @@ from PIL import Image
 from audiobench.data import SAMPLE_RATE, write_index
 from audiobench.data.demo import CLASSES, synthetic_clip
 from audiobench.store import RunDirectory, atomic_write_bytes, png_bytes
-from benchmarks.common import Measurement, report
+from benchmarks.common import Measurement, in_own_process, report
 
 METRICS = ("ais", "iis", "aic")
 
@@ -155,26 +153,16 @@ def reference_scores(run_dir: Path) -> dict[str, float]:
     }
 
 
-def _timed(function, run_dir: Path, queue) -> None:
+def timed(function, run_dir: Path) -> tuple[dict[str, float], float]:
+    """(scores, seconds) of one side; imports are not part of the timed work."""
     import open_clip  # noqa: F401
     import timm  # noqa: F401
 
-    import audiobench.evaluation  # noqa: F401  (imports are not part of the timed work)
+    import audiobench.evaluation  # noqa: F401
 
     start = time.perf_counter()
     scores = function(run_dir)
-    seconds = time.perf_counter() - start
-    queue.put((scores, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
-def in_own_process(function, run_dir: Path) -> tuple[dict[str, float], float, float]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_timed, args=(function, run_dir, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return scores, time.perf_counter() - start
 
 
 def main() -> None:
@@ -187,9 +175,9 @@ def main() -> None:
 
         os.environ["AUDIOBENCH_CACHE"] = str(Path(folder) / "cache")  # a cold feature cache
         run_dir = make_run(Path(folder), arguments.n)
-        ours, cold, cold_rss = in_own_process(audiobench_scores, run_dir)
-        _, warm, warm_rss = in_own_process(audiobench_scores, run_dir)
-        theirs, slow, slow_rss = in_own_process(reference_scores, run_dir)
+        (ours, cold), cold_rss = in_own_process(timed, audiobench_scores, run_dir)
+        (_, warm), warm_rss = in_own_process(timed, audiobench_scores, run_dir)
+        (theirs, slow), slow_rss = in_own_process(timed, reference_scores, run_dir)
     # Encoders at batch 1 and in batches differ in float rounding (~1e-7), which can flip a few
     # near-tie comparisons out of N^2 (each worth 100 / (N (N - 1)) points).
     differences = {name: abs(ours[name] - theirs[name]) for name in METRICS}

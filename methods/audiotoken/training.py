@@ -20,7 +20,9 @@ import hashlib
 import io
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +105,20 @@ class CropFeatures:
         self.layers = torch.from_numpy(layers)
         self.moments = torch.from_numpy(moments)
 
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """BEATs features and VAE moments of the crops at `index`."""
+        return self.layers[index], self.moments[index]
+
 
 def train_audiotoken(
-    context: MethodContext, settings: TrainSettings, out: Path, classification_loss: bool
+    context: MethodContext,
+    settings: TrainSettings,
+    out: Path,
+    classification_loss: bool,
+    crop_features: Callable | None = None,
 ) -> Path:
+    """Train the embedder. `crop_features(context, crops, image_size)` may replace the cached
+    features by another source of the same batches (the benchmark's recomputing loop)."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
@@ -117,7 +129,8 @@ def train_audiotoken(
         crop for sample in samples for crop in clip_crops(settings.data_dir, [sample])[sample.id]
     ]
     image_size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
-    cached = CropFeatures(context, crops, image_size, settings.batch_size)
+    make = crop_features or partial(CropFeatures, batch_size=settings.batch_size)
+    cached = make(context, crops, image_size)
     labels = _label_embeddings(pipeline, [crop.sample.label for crop in crops])
 
     accelerator = Accelerator(
@@ -148,7 +161,8 @@ def train_audiotoken(
             terms = torch.zeros(4)
             for _ in range(settings.grad_accum):
                 index = torch.randint(len(crops), (settings.batch_size,), generator=generator)
-                mean, logvar = cached.moments[index].chunk(2, dim=1)
+                layers, moments = cached.batch(index)
+                mean, logvar = moments.chunk(2, dim=1)
                 latents = (
                     mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
                 ) * scaling
@@ -159,7 +173,7 @@ def train_audiotoken(
                     generator=generator,
                 )
                 with accelerator.autocast():
-                    tokens = embedder(cached.layers[index].to(accelerator.device))
+                    tokens = embedder(layers.to(accelerator.device))
                     embeds = prompt.encode(tokens.to(pipeline.text_encoder.dtype))
                     noisy = scheduler.add_noise(latents, noise, timesteps).to(accelerator.device)
                     predicted = pipeline.unet(
