@@ -196,12 +196,13 @@ def test_classification_loss_is_learned(demo_dir, tmp_path):
     assert last.l1 < first.l1 * 1.5
 
 
-def test_train_then_generate_then_evaluate(demo_dir, tmp_path):
+@pytest.mark.parametrize("method", ["audiotoken", "audiotoken-cl"])
+def test_train_then_generate_then_evaluate(demo_dir, tmp_path, method):
     from audiobench.evaluation import EvaluateSettings, evaluate
 
-    ckpt = train(train_settings(demo_dir, tmp_path / "ckpt", steps=2))
+    ckpt = train(train_settings(demo_dir, tmp_path / "ckpt", method=method, steps=2))
     settings = RunSettings(
-        method="audiotoken",
+        method=method,
         data_dir=demo_dir,
         out=tmp_path / "runs",
         profile="tiny",

@@ -279,3 +279,22 @@ def test_cli_prepares_and_exits_1_when_nothing_was_prepared(layouts, cli, tmp_pa
         "middle",
     )
     assert code == 1 and "0 clips prepared; skipped: 2 missing" in " ".join(out.split())
+
+
+def test_prepared_real_clips_run_and_evaluate(layouts):
+    """The test-list format (both clips in the test split) through prepare, run and evaluate."""
+    from audiobench.evaluation import EvaluateSettings, evaluate
+    from audiobench.runner import RunSettings, execute
+
+    (layouts / "list.csv").write_text(
+        f'{AIRPLANE}_000517.mp4,airplane\n{TRAIN}_000290.mp4,"railroad car, train wagon"\n'
+    )
+    prepare(layouts, layouts / "official", frame_select="middle")
+    run = execute(
+        RunSettings(
+            method="reference", data_dir=layouts / "data", out=layouts / "runs", profile="tiny"
+        )
+    )
+    assert run.ok == 2
+    result = evaluate(EvaluateSettings(run.run_dir, metrics=("iis", "aic")))
+    assert result["metrics"]["iis"]["value"] == 100.0 and result["metrics"]["aic"]["n"] == 2
