@@ -93,6 +93,8 @@ FAKE_WEIGHT_FILES = {
     "classifier": "model.safetensors",
     "inception": "weights-inception-2015-12-05-6726825d.pth",
     "beats": "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
+    "imagebind_audio": "imagebind_huge.pth",
+    "unclip": "model_index.json",
 }
 
 
@@ -110,8 +112,8 @@ def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     assert "found" in sd_row and "sd-text" in sd_row
     summary = " ".join(out.split())  # rich wraps long lines
     assert (
-        "missing for the paper profile: beats, classifier, clip_b32, clip_l14, inception, wav2clip"
-        in summary
+        "missing for the paper profile: beats, classifier, clip_b32, clip_l14, imagebind_audio, "
+        "inception, unclip, wav2clip" in summary
     )
 
     for role, name in FAKE_WEIGHT_FILES.items():
