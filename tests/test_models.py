@@ -95,6 +95,7 @@ FAKE_WEIGHT_FILES = {
     "beats": "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
     "imagebind_audio": "imagebind_huge.pth",
     "unclip": "model_index.json",
+    "vqgan": "last.ckpt",
 }
 
 
@@ -113,12 +114,13 @@ def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     summary = " ".join(out.split())  # rich wraps long lines
     assert (
         "missing for the paper profile: beats, classifier, clip_b32, clip_l14, imagebind_audio, "
-        "inception, unclip, wav2clip" in summary
+        "inception, unclip, vqgan, wav2clip" in summary
     )
 
     for role, name in FAKE_WEIGHT_FILES.items():
         (weights / role).mkdir()
         (weights / role / name).write_bytes(b"0")
+    (weights / "vqgan" / "model.yaml").write_text("model: {}")
     code, out, _ = cli("models", "check", "--weights-dir", weights)
     assert code == 0, out
     assert "missing" not in out and "AIS" in out
