@@ -29,6 +29,11 @@ prepare_app = typer.Typer(help="Prepare a public dataset from local files.", no_
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 data_app.add_typer(prepare_app, name="prepare")
+leaderboard_app = typer.Typer(help="The versioned VGGSound leaderboard.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+LeaderboardOption = Annotated[
+    Path, typer.Option("--file", help="Leaderboard JSON (schema version 1).")
+]
 console = Console()
 
 ProfileOption = Annotated[
@@ -382,6 +387,78 @@ def fid(
         print(json.dumps({FID_KEY: value, "inception_weights": str(inception_weights)}))
     else:
         console.print(f"FID {value:.6f}")
+
+
+@app.command("report")
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run directories.")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="markdown, latex or html.")
+    ] = "markdown",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    with_ci: Annotated[bool, typer.Option("--ci", help="Add 95% intervals.")] = False,
+) -> None:
+    """Table 1 from evaluated runs (metrics are read from metrics.json, never recomputed).
+
+    HTML embeds a qualitative grid (methods x the same samples), also saved as PNG beside --out.
+    Example: audiobench report runs/* --format latex --out table1.tex
+    """
+    from audiobench import report as reports
+
+    if output_format not in reports.FORMATS:
+        raise AudiobenchError(f"--format must be one of {', '.join(reports.FORMATS)}")
+    rows = reports.load_rows(run_dirs)
+    if output_format == "markdown":
+        text = reports.markdown(rows, with_ci)
+    elif output_format == "latex":
+        text = reports.latex(rows, with_ci)
+    else:
+        grid = reports.qualitative_grid(rows)
+        if out is not None:
+            from audiobench.store import atomic_write_bytes
+
+            atomic_write_bytes(out.with_name(out.stem + "_grid.png"), grid)
+        text = reports.html_report(rows, with_ci, {"Qualitative comparison": grid})
+    if out is None:
+        print(text, end="")
+    else:
+        from audiobench.store import atomic_write_bytes
+
+        atomic_write_bytes(out, text.encode("utf-8"))
+        console.print(f"report written: {out}")
+
+
+@leaderboard_app.command("add")
+def leaderboard_add(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run directories.")],
+    file: LeaderboardOption = Path("leaderboards/vggsound.json"),
+    force: Annotated[bool, typer.Option("--force", help="Accept tiny-profile runs.")] = False,
+) -> None:
+    """Add evaluated runs to the leaderboard (tiny-profile runs are refused unless --force).
+
+    Example: audiobench leaderboard add runs/audiotoken-test-paper-seed0
+    """
+    from audiobench.leaderboard import add_runs
+
+    board = add_runs(file, run_dirs, force)
+    console.print(f"{file}: {len(board['rows'])} rows")
+
+
+@leaderboard_app.command("render")
+def leaderboard_render(
+    file: LeaderboardOption = Path("leaderboards/vggsound.json"),
+    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
+        "leaderboards/vggsound.md"
+    ),
+) -> None:
+    """Write the leaderboard as markdown, with each row's difference from the paper's.
+
+    Example: audiobench leaderboard render
+    """
+    from audiobench.leaderboard import load, write_markdown
+
+    write_markdown(load(file), out)
+    console.print(f"leaderboard written: {out}")
 
 
 def _inception_weights(profile: str, weights_dir: Path | None) -> Path:

@@ -55,12 +55,16 @@ class Method(ABC):
     """An audio-to-image method: load inputs per sample, generate images per batch.
 
     Subclasses set `description` (one line), `roles` (model roles they use, so `models check`
-    can report them) and `Config` (a dataclass of options with their paper defaults).
+    can report them) and `Config` (a dataclass of options with their paper defaults); for
+    reports, `table_name` (the row label) and `conditioning`: "audio" for audio-to-image methods
+    (ranked against each other), "text" for text toplines, "reference" for the real frames.
     """
 
     description: ClassVar[str]
     roles: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type] = NoConfig
+    table_name: ClassVar[str | None] = None
+    conditioning: ClassVar[str] = "audio"
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -54,6 +54,7 @@ def embedder_path(checkpoint: Path) -> Path:
 
 class AudioToken(Method):
     description = 'AudioToken: a BEATs audio token in SD v1.4\'s "A photo of a <*>"'
+    table_name = "AudioToken"
     roles = ("sd", "beats")
     Config = AudioTokenConfig
     classification_loss = False
@@ -117,4 +118,5 @@ class AudioToken(Method):
 
 class AudioTokenCL(AudioToken):
     description = "AudioToken trained with the classification loss (Table 1's 'with CL')"
+    table_name = "AudioToken with CL"
     classification_loss = True

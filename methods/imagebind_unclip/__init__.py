@@ -73,6 +73,7 @@ class ImageBindUnCLIPConfig:
 
 class ImageBindUnCLIP(Method):
     description = "ImageBind audio embedding as unCLIP 2.1's image embedding (Anything2Image)"
+    table_name = "ImageBind"
     roles = ("unclip", "imagebind_audio")
     Config = ImageBindUnCLIPConfig
 

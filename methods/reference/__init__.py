@@ -15,6 +15,8 @@ from audiobench.registry import Method, MethodContext
 
 class ReferenceFrames(Method):
     description = "The dataset's reference video frames (Table 1's Reference row)"
+    table_name = "Reference (real frames)"
+    conditioning = "reference"
 
     def setup(self, context: MethodContext) -> None:
         """Nothing to load: the frames are the output."""

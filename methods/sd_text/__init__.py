@@ -24,6 +24,8 @@ class SDTextConfig:
 
 class StableDiffusionText(Method):
     description = 'Stable Diffusion v1.4 on the text label, "A photo of a {label}" (topline)'
+    table_name = "SD (text labels)"
+    conditioning = "text"
     roles = ("sd",)
     Config = SDTextConfig
 

@@ -151,6 +151,7 @@ def vqgan_clip(
 
 class Wav2CLIPVQGAN(Method):
     description = "VQGAN-CLIP steered by the Wav2CLIP audio embedding (CLIP ViT-B/32 space)"
+    table_name = "Wav2Clip"
     roles = ("vqgan", "wav2clip", "clip_b32")
     Config = VQGANCLIPConfig
 

@@ -1,0 +1,245 @@
+"""`audiobench report`: Table 1 of the paper from evaluated runs, as markdown, LaTeX or HTML.
+
+Reports never compute a metric: they read each run's `metrics.json` (a run that was never
+evaluated is an error naming it). Rows: the reference frames first, then text toplines, then
+the audio-conditioned methods in the order given; the best value of each column among the
+audio-conditioned methods is bold (highest for AIC, AIS, IIS; lowest for FID). Only AIC is
+meaningful for the reference frames (they are their own reference), so its other cells are
+dashes. A report with any `tiny`-profile run carries a warning that its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audiobench.errors import AudiobenchError
+from audiobench.store import RunDirectory, read_json
+
+COLUMNS = (("aic", "AIC", True), ("fid", "FID", False), ("ais", "AIS", True), ("iis", "IIS", True))
+KIND_ORDER = {"reference": 0, "text": 1, "audio": 2}
+TINY_WARNING = (
+    "Made with the tiny profile (seeded random weights): these numbers are "
+    "meaningless and only show that the pipeline runs."
+)
+FORMATS = ("markdown", "latex", "html")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One evaluated run as a table row."""
+
+    run_dir: Path
+    method: str
+    name: str
+    conditioning: str
+    profile: str
+    metrics: dict[str, Any]
+
+    def cell(self, metric: str) -> dict[str, Any] | None:
+        if self.conditioning == "reference" and metric != "aic":
+            return None
+        return self.metrics.get(metric)
+
+    @property
+    def n(self) -> int | None:
+        counts = [result["n"] for result in self.metrics.values()]
+        return max(counts) if counts else None
+
+
+def load_rows(run_dirs: list[Path]) -> list[Row]:
+    """Rows for evaluated runs, in Table 1 order (reference, text, then audio as given)."""
+    from audiobench.registry import discover
+
+    methods = discover()
+    rows = []
+    for run_dir in run_dirs:
+        record = RunDirectory(run_dir).read_run()
+        metrics_file = Path(run_dir) / "metrics.json"
+        if record is None:
+            raise AudiobenchError(f"{run_dir} is not a run directory (no run.json)")
+        if not metrics_file.is_file():
+            raise AudiobenchError(
+                f"{run_dir} has no metrics.json; run `audiobench evaluate {run_dir}` first"
+            )
+        metrics = read_json(metrics_file)
+        method = record["method"]
+        method_class = methods[method].load() if method in methods else None
+        rows.append(
+            Row(
+                run_dir=Path(run_dir),
+                method=method,
+                name=(method_class.table_name if method_class else None) or method,
+                conditioning=method_class.conditioning if method_class else "audio",
+                profile=metrics.get("profile", record.get("profile", "unknown")),
+                metrics=metrics["metrics"],
+            )
+        )
+    return sorted(rows, key=lambda row: KIND_ORDER.get(row.conditioning, 2))
+
+
+def best_values(rows: list[Row]) -> dict[str, float]:
+    """Per column, the best value among the audio-conditioned rows."""
+    best = {}
+    for metric, _, higher in COLUMNS:
+        values = [
+            row.cell(metric)["value"]
+            for row in rows
+            if row.conditioning == "audio" and row.cell(metric)
+        ]
+        if values:
+            best[metric] = max(values) if higher else min(values)
+    return best
+
+
+def _cells(rows: list[Row], with_ci: bool, bold: str) -> list[list[str]]:
+    """Text of every cell; `bold` is a format string such as '**{}**'."""
+    best = best_values(rows)
+    table = []
+    for row in rows:
+        cells = [row.name]
+        for metric, _, _ in COLUMNS:
+            result = row.cell(metric)
+            if result is None:
+                cells.append("-")
+                continue
+            text = f"{result['value']:.2f}"
+            if row.conditioning == "audio" and best.get(metric) == result["value"]:
+                text = bold.format(text)
+            if with_ci:
+                low, high = result["ci95"]
+                text += f" [{low:.2f}, {high:.2f}]"
+            cells.append(text)
+        cells.append(str(row.n))
+        table.append(cells)
+    return table
+
+
+def _header(arrows: tuple[str, str]) -> list[str]:
+    return [
+        "Method",
+        *(f"{label} {arrows[0] if up else arrows[1]}" for _, label, up in COLUMNS),
+        "N",
+    ]
+
+
+def is_tiny(rows: list[Row]) -> bool:
+    return any(row.profile == "tiny" for row in rows)
+
+
+def markdown(rows: list[Row], with_ci: bool = False) -> str:
+    header = _header(("↑", "↓"))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, with_ci, "**{}**")]
+    text = "\n".join(lines) + "\n"
+    return (f"> **Warning**: {TINY_WARNING}\n\n" + text) if is_tiny(rows) else text
+
+
+def latex(rows: list[Row], with_ci: bool = False) -> str:
+    """A booktabs table (needs \\usepackage{booktabs})."""
+    header = _header((r"$\uparrow$", r"$\downarrow$"))
+    body = [
+        [_latex_escape(cells[0]), *cells[1:]] for cells in _cells(rows, with_ci, r"\textbf{{{}}}")
+    ]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+        *(" & ".join(cells) + r" \\" for cells in body),
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{Audio-to-image results on VGGSound (audiobench)."
+        + (r" \textbf{Tiny profile: the numbers are meaningless.}" if is_tiny(rows) else "")
+        + "}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for character, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ):
+        text = text.replace(character, escaped)
+    return text
+
+
+def html_report(rows: list[Row], with_ci: bool, figures: dict[str, bytes]) -> str:
+    """One self-contained page: the table and every figure embedded as a PNG."""
+    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(("↑", "↓")))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
+        for cells in _cells(rows, with_ci, "\0{}\0")
+    )
+    warning = f'<p class="warning">{html.escape(TINY_WARNING)}</p>' if is_tiny(rows) else ""
+    images = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
+        for name, data in figures.items()
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>audiobench report</title>'
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:4px 10px;border-bottom:1px solid #ccc;text-align:center}"
+        ".warning{background:#fee;border:2px solid #c00;padding:8px;font-weight:bold}"
+        "img{max-width:100%}</style></head><body><h1>audiobench: Table 1</h1>"
+        f"{warning}<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+        f"{images}</body></html>\n"
+    )
+
+
+def _html_cell(text: str) -> str:
+    parts = html.escape(text).split("\0")
+    return "".join(f"<b>{part}</b>" if index % 2 else part for index, part in enumerate(parts))
+
+
+def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
+    """Figure 3 of the paper: rows = methods, columns = the same samples, labels underneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from PIL import Image
+
+    ordered = [row for row in rows if row.conditioning != "reference"]
+    ordered += [row for row in rows if row.conditioning == "reference"]
+    tables = {row.run_dir: pd.read_parquet(RunDirectory(row.run_dir).samples_file) for row in rows}
+    common = sorted(set.intersection(*(set(t[t.status == "ok"].id) for t in tables.values())))
+    chosen = common[:samples]
+    if not chosen:
+        raise AudiobenchError("the runs share no successfully generated sample to show")
+    labels = tables[rows[0].run_dir].set_index("id").loc[chosen, "label"].tolist()
+    figure, axes = plt.subplots(
+        len(ordered), len(chosen), squeeze=False, figsize=(1.8 * len(chosen), 1.9 * len(ordered))
+    )
+    for r, row in enumerate(ordered):
+        for c, sample_id in enumerate(chosen):
+            axis = axes[r][c]
+            with Image.open(RunDirectory(row.run_dir).image_path(sample_id)) as image:
+                axis.imshow(image.convert("RGB"))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c == 0:
+                axis.set_ylabel(row.name, fontsize=8)
+            if r == len(ordered) - 1:
+                axis.set_xlabel(labels[c], fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
