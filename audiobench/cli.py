@@ -397,35 +397,62 @@ def report(
     ] = "markdown",
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     with_ci: Annotated[bool, typer.Option("--ci", help="Add 95% intervals.")] = False,
+    leaderboard: Annotated[
+        Path | None, typer.Option("--leaderboard", help="Also show this board's paper rows.")
+    ] = None,
+    classes: Annotated[
+        Path | None,
+        typer.Option("--classes", help="VGGSound classes.csv: adds per-supercategory tables."),
+    ] = None,
 ) -> None:
     """Table 1 from evaluated runs (metrics are read from metrics.json, never recomputed).
 
-    HTML embeds a qualitative grid (methods x the same samples), also saved as PNG beside --out.
+    HTML adds a qualitative grid (methods x the same samples), spectrogram/image pairs and
+    per-class (and, with --classes, per-supercategory) tables; figures are also saved as PNG
+    beside --out.
     Example: audiobench report runs/* --format latex --out table1.tex
     """
     from audiobench import report as reports
+    from audiobench.store import atomic_write_bytes
 
     if output_format not in reports.FORMATS:
         raise AudiobenchError(f"--format must be one of {', '.join(reports.FORMATS)}")
     rows = reports.load_rows(run_dirs)
+    if leaderboard is not None:
+        from audiobench.leaderboard import load
+
+        rows += reports.published_rows(load(leaderboard))
     if output_format == "markdown":
         text = reports.markdown(rows, with_ci)
     elif output_format == "latex":
         text = reports.latex(rows, with_ci)
     else:
-        grid = reports.qualitative_grid(rows)
-        if out is not None:
-            from audiobench.store import atomic_write_bytes
-
-            atomic_write_bytes(out.with_name(out.stem + "_grid.png"), grid)
-        text = reports.html_report(rows, with_ci, {"Qualitative comparison": grid})
+        text = _html_report(reports, rows, with_ci, out, classes)
     if out is None:
         print(text, end="")
     else:
-        from audiobench.store import atomic_write_bytes
-
         atomic_write_bytes(out, text.encode("utf-8"))
         console.print(f"report written: {out}")
+
+
+def _html_report(reports, rows, with_ci: bool, out: Path | None, classes: Path | None) -> str:
+    from audiobench.data.vggsound import read_classes
+    from audiobench.store import atomic_write_bytes
+
+    runs = [row for row in rows if row.run_dir is not None]
+    figures = {"Qualitative comparison": reports.qualitative_grid(runs)}
+    for row in runs:
+        if row.conditioning == "audio":
+            figures[f"Audio and image: {row.name}"] = reports.spectrogram_pairs(row)
+    if out is not None:
+        for index, data in enumerate(figures.values()):
+            atomic_write_bytes(out.with_name(f"{out.stem}_figure{index + 1}.png"), data)
+    breakdown = reports.per_class(runs, read_classes(classes) if classes else None)
+    tables = {
+        "Per class (%)": breakdown["class"],
+        "Per supercategory (%)": breakdown["supercategory"],
+    }
+    return reports.html_report(rows, with_ci, figures, tables)
 
 
 @leaderboard_app.command("add")

@@ -121,7 +121,7 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     )
     zoo.require({role for metric in settings.metrics for role in METRIC_ROLES[metric]})
     with exclusive_lock(run.path):
-        features = Features(zoo, run.path / "features", settings.batch_size)
+        features = Features(zoo, settings.batch_size, run.path / "features")
         vectors = _gather(evaluated, features, settings.metrics)
         results: dict[str, Any] = {}
         columns: dict[str, list] = {}

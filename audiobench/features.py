@@ -67,7 +67,8 @@ def register_kind(kind: str, computer: Callable[[Any], Callable[[list], np.ndarr
 class Features:
     """Looks features up in the cache and computes (and stores) the missing ones."""
 
-    def __init__(self, zoo: ModelZoo, run_cache: Path, batch_size: int) -> None:
+    def __init__(self, zoo: ModelZoo, batch_size: int, run_cache: Path | None = None) -> None:
+        """`run_cache` holds the features of a run's generated images (`generated`)."""
         self.zoo = zoo
         self.run_cache = run_cache
         self.shared_cache = cache_dir() / "features"
@@ -75,6 +76,8 @@ class Features:
         self._caches: dict[tuple[Path, FeatureKind], FeatureCache] = {}
 
     def generated(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:
+        if self.run_cache is None:
+            raise ValueError("features of generated images need a run cache folder")
         return self._images(self.run_cache, paths, kinds, "generated images")
 
     def frames(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:

@@ -21,7 +21,8 @@ from audiobench.errors import AudiobenchError
 from audiobench.store import RunDirectory, read_json
 
 COLUMNS = (("aic", "AIC", True), ("fid", "FID", False), ("ais", "AIS", True), ("iis", "IIS", True))
-KIND_ORDER = {"reference": 0, "text": 1, "audio": 2}
+KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
+PER_SAMPLE = (("aic", "aic_agree"), ("ais", "ais_win"), ("iis", "iis_win"))
 TINY_WARNING = (
     "Made with the tiny profile (seeded random weights): these numbers are "
     "meaningless and only show that the pipeline runs."
@@ -31,9 +32,9 @@ FORMATS = ("markdown", "latex", "html")
 
 @dataclass(frozen=True)
 class Row:
-    """One evaluated run as a table row."""
+    """One evaluated run (or a published leaderboard row, run_dir None) as a table row."""
 
-    run_dir: Path
+    run_dir: Path | None
     method: str
     name: str
     conditioning: str
@@ -47,7 +48,7 @@ class Row:
 
     @property
     def n(self) -> int | None:
-        counts = [result["n"] for result in self.metrics.values()]
+        counts = [result["n"] for result in self.metrics.values() if result.get("n") is not None]
         return max(counts) if counts else None
 
 
@@ -82,6 +83,26 @@ def load_rows(run_dirs: list[Path]) -> list[Row]:
     return sorted(rows, key=lambda row: KIND_ORDER.get(row.conditioning, 2))
 
 
+def published_rows(board: dict[str, Any]) -> list[Row]:
+    """The paper's rows of a leaderboard, to set beside the runs (never bold)."""
+    return [
+        Row(
+            None,
+            row["method"],
+            f"{row['name']} (paper)",
+            "published",
+            "published",
+            {
+                metric: {**result, "n": result.get("n")}
+                for metric, result in row["metrics"].items()
+                if result.get("value") is not None
+            },
+        )
+        for row in board["rows"]
+        if row["source"] == "paper"
+    ]
+
+
 def best_values(rows: list[Row]) -> dict[str, float]:
     """Per column, the best value among the audio-conditioned rows."""
     best = {}
@@ -110,11 +131,11 @@ def _cells(rows: list[Row], with_ci: bool, bold: str) -> list[list[str]]:
             text = f"{result['value']:.2f}"
             if row.conditioning == "audio" and best.get(metric) == result["value"]:
                 text = bold.format(text)
-            if with_ci:
+            if with_ci and result.get("ci95"):
                 low, high = result["ci95"]
                 text += f" [{low:.2f}, {high:.2f}]"
             cells.append(text)
-        cells.append(str(row.n))
+        cells.append(str(row.n) if row.n is not None else "-")
         table.append(cells)
     return table
 
@@ -178,8 +199,10 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def html_report(rows: list[Row], with_ci: bool, figures: dict[str, bytes]) -> str:
-    """One self-contained page: the table and every figure embedded as a PNG."""
+def html_report(
+    rows: list[Row], with_ci: bool, figures: dict[str, bytes], tables: dict[str, Any] | None = None
+) -> str:
+    """One self-contained page: the table, every figure embedded as a PNG, extra tables."""
     header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(("↑", "↓")))
     body = "".join(
         "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
@@ -191,6 +214,11 @@ def html_report(rows: list[Row], with_ci: bool, figures: dict[str, bytes]) -> st
         f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
         for name, data in figures.items()
     )
+    extra = "".join(
+        f"<h2>{html.escape(title)}</h2>{frame.to_html(float_format=lambda v: f'{v:.1f}')}"
+        for title, frame in (tables or {}).items()
+        if frame is not None
+    )
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>audiobench report</title>'
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -198,7 +226,7 @@ def html_report(rows: list[Row], with_ci: bool, figures: dict[str, bytes]) -> st
         ".warning{background:#fee;border:2px solid #c00;padding:8px;font-weight:bold}"
         "img{max-width:100%}</style></head><body><h1>audiobench: Table 1</h1>"
         f"{warning}<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
-        f"{images}</body></html>\n"
+        f"{images}{extra}</body></html>\n"
     )
 
 
@@ -216,14 +244,15 @@ def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
     import pandas as pd
     from PIL import Image
 
-    ordered = [row for row in rows if row.conditioning != "reference"]
-    ordered += [row for row in rows if row.conditioning == "reference"]
-    tables = {row.run_dir: pd.read_parquet(RunDirectory(row.run_dir).samples_file) for row in rows}
+    runs = [row for row in rows if row.run_dir is not None]
+    ordered = [row for row in runs if row.conditioning != "reference"]
+    ordered += [row for row in runs if row.conditioning == "reference"]
+    tables = {row.run_dir: pd.read_parquet(RunDirectory(row.run_dir).samples_file) for row in runs}
     common = sorted(set.intersection(*(set(t[t.status == "ok"].id) for t in tables.values())))
     chosen = common[:samples]
     if not chosen:
         raise AudiobenchError("the runs share no successfully generated sample to show")
-    labels = tables[rows[0].run_dir].set_index("id").loc[chosen, "label"].tolist()
+    labels = tables[runs[0].run_dir].set_index("id").loc[chosen, "label"].tolist()
     figure, axes = plt.subplots(
         len(ordered), len(chosen), squeeze=False, figsize=(1.8 * len(chosen), 1.9 * len(ordered))
     )
@@ -238,6 +267,76 @@ def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
                 axis.set_ylabel(row.name, fontsize=8)
             if r == len(ordered) - 1:
                 axis.set_xlabel(labels[c], fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def per_class(rows: list[Row], classes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Per-sample values averaged by label and, with a class list, by supercategory.
+
+    Returns {"class": DataFrame, "supercategory": DataFrame or None} with one column per
+    (method, metric), values in percent, from the per-sample columns `evaluate` wrote.
+    """
+    import pandas as pd
+
+    frames = []
+    for row in rows:
+        if row.run_dir is None:
+            continue
+        table = pd.read_parquet(RunDirectory(row.run_dir).samples_file)
+        for metric, column in PER_SAMPLE:
+            if column in table.columns:
+                values = table[["label", column]].dropna().rename(columns={column: "value"})
+                frames.append(values.assign(method=row.name, metric=metric.upper()))
+    if not frames:
+        raise AudiobenchError("no per-sample values: evaluate the runs first")
+    values = pd.concat(frames)
+    values["value"] = 100 * values["value"].astype(float)
+    by_class = values.pivot_table("value", "label", ["metric", "method"], aggfunc="mean")
+    by_group = None
+    if classes is not None:
+        values["supercategory"] = values["label"].map(classes).fillna("(not in the class list)")
+        by_group = values.pivot_table(
+            "value", "supercategory", ["metric", "method"], aggfunc="mean"
+        )
+    return {"class": by_class, "supercategory": by_group}
+
+
+def spectrogram_pairs(row: Row, samples: int = 4) -> bytes:
+    """Figure 1 of the paper: each audio window's log-mel spectrogram beside its image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    import torch
+    import torchaudio
+    from PIL import Image
+
+    from audiobench.data import SAMPLE_RATE, load_index
+
+    record = RunDirectory(row.run_dir).read_run()
+    table = pd.read_parquet(RunDirectory(row.run_dir).samples_file)
+    index = {s.id: s for s in load_index(record["dataset"], record["split"])}
+    chosen = [i for i in table[table.status == "ok"].id if i in index][:samples]
+    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=64)
+    figure, axes = plt.subplots(len(chosen), 2, squeeze=False, figsize=(6, 2.2 * len(chosen)))
+    for r, sample_id in enumerate(chosen):
+        sample = index[sample_id]
+        power = mel(torch.from_numpy(sample.read_audio())).numpy()
+        axes[r][0].imshow(np.log(power + 1e-6), origin="lower", aspect="auto", cmap="magma")
+        axes[r][0].set_ylabel(sample.label, fontsize=8)
+        with Image.open(RunDirectory(row.run_dir).image_path(sample_id)) as image:
+            axes[r][1].imshow(image.convert("RGB"))
+        for axis in axes[r]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    axes[0][0].set_title("audio (log-mel)", fontsize=9)
+    axes[0][1].set_title(row.name, fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pandas as pd
 import pytest
@@ -139,12 +138,15 @@ def test_html_is_self_contained_with_the_grid(runs):
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
 
 
-def test_cli_report_formats(runs, cli, tmp_path):
+def test_cli_report_formats_and_published_rows(runs, cli):
     code, out, _ = cli("report", *runs)
     assert code == 0 and out == GOLDEN_MARKDOWN
-    code, _, _ = cli("report", *runs, "--format", "html", "--out", tmp_path / "r.html")
-    assert code == 0 and (tmp_path / "r_grid.png").is_file()
-    assert "<html>" in (tmp_path / "r.html").read_text()
+    from tests.conftest import REPO
+
+    code, out, _ = cli("report", *runs, "--leaderboard", REPO / "leaderboards" / "vggsound.json")
+    assert code == 0
+    assert "| AudioToken (paper) | 45.48 | 56.65 | 68.23 | 76.66 | - |" in out
+    assert "| AudioToken | **45.50** |" in out  # published rows never take the bold
     code, _, err = cli("report", *runs, "--format", "pdf")
     assert code == 2 and "--format must be one of" in err
 
@@ -184,21 +186,34 @@ def test_leaderboard_refuses_tiny_runs_and_bad_files(tmp_path):
         leaderboard.load(tmp_path / "bad.json")
 
 
-def test_report_on_real_tiny_runs(demo_dir, tmp_path):
+def test_html_report_on_real_tiny_runs(demo_dir, tmp_path, cli):
     from audiobench.evaluation import EvaluateSettings, evaluate
     from audiobench.runner import RunSettings, execute
 
     run_dirs = []
-    for method in ("reference", "sd-text"):
-        options = {"steps": "2"} if method == "sd-text" else {}
+    for method in ("audiotoken", "reference"):
         summary = execute(
             RunSettings(
-                method=method, data_dir=demo_dir, out=tmp_path, profile="tiny", options=options
+                method=method,
+                data_dir=demo_dir,
+                out=tmp_path / "runs",
+                profile="tiny",
+                options={"steps": "2"} if method != "reference" else {},
             )
         )
         evaluate(EvaluateSettings(summary.run_dir, metrics=("aic", "iis")))
         run_dirs.append(summary.run_dir)
-    shutil.rmtree(run_dirs[0] / "features")
-    text = markdown(load_rows(run_dirs[::-1]))
-    assert text.index("Reference (real frames)") < text.index("SD (text labels)")
-    assert "| 12 |" in text and "Warning" in text
+    classes = tmp_path / "classes.csv"
+    classes.write_text('ambulance siren,1,vehicle\nraining,1,nature\n"sea waves",1,nature\n')
+    out = tmp_path / "report.html"
+    code, _, _ = cli("report", *run_dirs, "--format", "html", "--out", out, "--classes", classes)
+    assert code == 0
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 2  # the grid, AudioToken's audio-image pairs
+    assert len(list(tmp_path.glob("report_figure*.png"))) == 2
+    assert "Per class (%)" in page and "telephone bell ringing" in page
+    assert "Per supercategory (%)" in page and "nature" in page
+    assert "(not in the class list)" in page  # the other demo classes
+    assert 'class="warning"' in page
+    text = markdown(load_rows(run_dirs))
+    assert text.index("Reference (real frames)") < text.index("AudioToken")

@@ -366,8 +366,7 @@ def _decode_all(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: list[tuple[str, Future]] = []
-        queue = iter(jobs)
-        for entry, video, audio in queue:
+        for entry, video, audio in jobs:
             pending.append((entry.id, pool.submit(_decode_or_error, entry.id, video, audio)))
             if len(pending) >= 2 * workers:
                 clip_id, future = pending.pop(0)

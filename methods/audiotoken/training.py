@@ -81,7 +81,7 @@ class CropFeatures:
     def __init__(
         self, context: MethodContext, crops: list[Crop], image_size: int, batch_size: int
     ) -> None:
-        features = Features(context.models, context.models.weights_dir, batch_size)
+        features = Features(context.models, batch_size)
         audio_keys = [
             f"{file_sha256(c.sample.audio_path)}:{c.audio_start:g}-{c.audio_end:g}" for c in crops
         ]
