@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -217,3 +218,26 @@ def test_html_report_on_real_tiny_runs(demo_dir, tmp_path, cli):
     assert 'class="warning"' in page
     text = markdown(load_rows(run_dirs))
     assert text.index("Reference (real frames)") < text.index("AudioToken")
+
+
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)"
+)
+def test_latex_compiles_with_pdflatex(runs, tmp_path):
+    import subprocess
+
+    document = (
+        r"\documentclass{article}\usepackage{booktabs}\begin{document}"
+        + latex(load_rows(runs))
+        + r"\end{document}"
+    )
+    (tmp_path / "table.tex").write_text(document)
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert (tmp_path / "table.pdf").stat().st_size > 1000
