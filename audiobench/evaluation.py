@@ -23,7 +23,7 @@ from PIL import Image
 from audiobench import __version__
 from audiobench.data import Sample, load_index
 from audiobench.environment import package_versions, resolve_device
-from audiobench.errors import AudiobenchError
+from audiobench.errors import AudiobenchError, SampleError
 from audiobench.features import FeatureKind, Features
 from audiobench.metrics.fid import fid_bootstrap_ci, fid_from_features
 from audiobench.metrics.scores import agreement_rate, bootstrap_ci, win_rate
@@ -107,7 +107,8 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             "samples.parquet); make one with `audiobench run`"
         )
     samples = load_index(settings.data_dir or record["dataset"], record["split"])
-    evaluated, excluded = _select(run, table, {sample.id: sample for sample in samples})
+    by_id = {sample.id: sample for sample in samples}
+    evaluated, excluded = _select(run, table, by_id, settings.metrics)
     if len(evaluated) < 2:
         raise AudiobenchError(
             f"{run.path} has {len(evaluated)} evaluable samples, at least 2 are needed "
@@ -135,8 +136,9 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
 
 
 def _select(
-    run: RunDirectory, table: pd.DataFrame, samples: dict[str, Sample]
+    run: RunDirectory, table: pd.DataFrame, samples: dict[str, Sample], metrics: Sequence[str]
 ) -> tuple[list[Evaluated], list[dict[str, str]]]:
+    """The samples every requested metric can use, and the others with the reason."""
     evaluated, excluded = [], []
     for row in table.itertuples(index=False):
         image = run.image_path(row.id)
@@ -145,12 +147,25 @@ def _select(
         elif row.id not in samples:
             reason = "not in the dataset index"
         else:
-            reason = _unreadable(image)
+            reason = _input_problem(samples[row.id], image, metrics)
         if reason:
             excluded.append({"id": row.id, "reason": reason})
         else:
             evaluated.append(Evaluated(samples[row.id], image))
     return evaluated, excluded
+
+
+def _input_problem(sample: Sample, image: Path, metrics: Sequence[str]) -> str | None:
+    """Why a metric could not use this sample (unreadable image, frame or audio), or None."""
+    reason = _unreadable(image)
+    if not reason and {"iis", "fid"} & set(metrics):
+        reason = _unreadable(sample.frame_path)
+    if not reason and "ais" in metrics:
+        try:
+            sample.read_audio()
+        except SampleError as error:
+            reason = str(error)
+    return reason
 
 
 def _unreadable(image: Path) -> str | None:

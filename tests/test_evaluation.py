@@ -12,6 +12,7 @@ import torch
 import torch_fidelity
 
 from audiobench import features
+from audiobench.data import load_index
 from audiobench.evaluation import EvaluateSettings, evaluate
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.runner import RunSettings, execute
@@ -122,6 +123,22 @@ def test_missing_and_unreadable_images_are_excluded_and_counted(runs, tmp_path):
     assert "unreadable image" in reasons[images[1].stem]
     table = pd.read_parquet(copy / "samples.parquet").set_index("id")
     assert np.isnan(table.loc[images[0].stem, "ais_win"])
+
+
+def test_unreadable_audio_and_frames_exclude_their_samples(runs, demo_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    samples = load_index(data, "test")
+    samples[0].audio_path.write_bytes(b"RIFF broken")
+    samples[1].frame_path.unlink()
+    copy = copy_run(runs["sd-text"], tmp_path)
+    result = evaluate(EvaluateSettings(copy, metrics=("ais", "iis"), data_dir=data))
+    reasons = {item["id"]: item["reason"] for item in result["excluded"]}
+    assert "unreadable audio" in reasons[samples[0].id]
+    assert "image file missing" in reasons[samples[1].id]
+    assert result["metrics"]["ais"]["n"] == 10
+    aic_only = evaluate(EvaluateSettings(copy, metrics=("aic",), data_dir=data))
+    assert aic_only["n_evaluated"] == 12  # AIC needs neither the audio nor the frame
 
 
 def test_fewer_than_two_samples_is_an_error(runs, tmp_path, cli):
