@@ -29,6 +29,10 @@ prepare_app = typer.Typer(help="Prepare a public dataset from local files.", no_
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 data_app.add_typer(prepare_app, name="prepare")
+human_app = typer.Typer(
+    help="Human evaluation: rating sheets and their analysis.", no_args_is_help=True
+)
+app.add_typer(human_app, name="human-eval")
 leaderboard_app = typer.Typer(help="The versioned VGGSound leaderboard.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 LeaderboardOption = Annotated[
@@ -486,6 +490,86 @@ def leaderboard_render(
 
     write_markdown(load(file), out)
     console.print(f"leaderboard written: {out}")
+
+
+@human_app.command("export")
+def human_export(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to rate.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the sheet, images and key.")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="html, csv, mturk or labelstudio.")
+    ] = "html",
+    per_method: Annotated[int, typer.Option("--per-method", help="Samples per method.")] = 15,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and shuffling.")] = 0,
+    attention_checks: Annotated[
+        int, typer.Option("--attention-checks", help="Frames shown with true and wrong labels.")
+    ] = 2,
+) -> None:
+    """Blinded, shuffled rating sheets over the same samples for every method.
+
+    Example: audiobench human-eval export runs/* --out sheets --format html
+    """
+    from human_eval.export import build_items, export
+
+    items = build_items(run_dirs, per_method, seed, attention_checks)
+    sheet = export(items, out, output_format)
+    console.print(f"{len(items)} items: {sheet} (key: {out / 'key.csv'})")
+
+
+@human_app.command("ingest")
+def human_ingest(
+    responses: Annotated[list[Path], typer.Argument(help="Response files of any format.")],
+    key: Annotated[Path, typer.Option("--key", help="key.csv written by export.")],
+    out: Annotated[Path, typer.Option("--out", help="Tidy ratings CSV to write.")],
+    max_failed_checks: Annotated[
+        int, typer.Option("--max-failed-checks", help="Failed attention checks a rater may have.")
+    ] = 0,
+) -> None:
+    """Responses (form CSV, sheet CSV, MTurk results, Label Studio JSON) into one table.
+
+    Example: audiobench human-eval ingest ratings-*.csv --key sheets/key.csv --out ratings.csv
+    """
+    from audiobench.store import atomic_write_bytes
+    from human_eval.ingest import ingest
+
+    result = ingest(responses, key, max_failed_checks)
+    atomic_write_bytes(out, result.ratings.to_csv(index=False).encode())
+    dropped = ", ".join(result.dropped_raters) or "none"
+    console.print(
+        f"{out}: {len(result.ratings)} ratings; raters dropped by attention checks: {dropped}"
+    )
+
+
+@human_app.command("analyze")
+def human_analyze(
+    ratings: Annotated[Path, typer.Argument(help="Ratings CSV written by ingest.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the table and plot.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Mean +/- std per method, bootstrap CIs, ratings per item, Krippendorff's alpha, tests.
+
+    Example: audiobench human-eval analyze ratings.csv --out analysis
+    """
+    import pandas as pd
+
+    from audiobench.store import atomic_write_bytes, atomic_write_json, make_directory
+    from human_eval.analyze import analyze, plot, table
+
+    frame = pd.read_csv(ratings)
+    result = analyze(frame)
+    if out is not None:
+        make_directory(out)
+        atomic_write_json(out / "analysis.json", result)
+        atomic_write_bytes(out / "table.md", table(result).encode())
+        atomic_write_bytes(out / "table.tex", table(result, latex=True).encode())
+        atomic_write_bytes(out / "ratings.png", plot(frame))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(table(result), end="")
+        print(f"Krippendorff's alpha (ordinal): {result['krippendorff_alpha_ordinal']:.3f}")
 
 
 def _inception_weights(profile: str, weights_dir: Path | None) -> Path:

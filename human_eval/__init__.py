@@ -1,1 +1,2 @@
-"""Human evaluation: blinded rating sheets, response ingest, analysis (issue 8; not built yet)."""
+"""Human evaluation: blinded rating sheets (`export`), responses into one table (`ingest`) and
+their statistics (`analyze`), as in the paper's subjective test."""

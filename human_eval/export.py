@@ -1,0 +1,189 @@
+"""Blinded rating sheets: the same samples for every method, shuffled, with attention checks.
+
+Every format shows one item at a time as (image, label) and asks for a 1-5 rating of how well
+the image shows the label (the paper's relevance question). Item ids are random, so nothing in a
+sheet names a method or a run; `key.csv` maps them back. Attention checks are reference frames
+shown with their true label (should be rated high) and with another class's label (low).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audiobench.data import load_index
+from audiobench.errors import AudiobenchError
+from audiobench.store import RunDirectory, atomic_write_bytes, make_directory
+
+FORMATS = ("html", "csv", "mturk", "labelstudio")
+KEY_FILE = "key.csv"
+QUESTION = "How well does the image show the sound's label?"
+ANCHORS = {1: "not at all", 2: "slightly", 3: "somewhat", 4: "well", 5: "perfectly"}
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    image: str  # source image path
+    label: str
+    method: str
+    run_dir: str
+    sample_id: str
+    kind: str  # "rating", "check-true" (expect >= 4) or "check-wrong" (expect <= 2)
+
+
+def build_items(
+    run_dirs: list[Path], per_method: int = 15, seed: int = 0, attention_checks: int = 2
+) -> list[Item]:
+    """The shuffled, blinded items: `per_method` shared samples per run plus the checks."""
+    rng = np.random.default_rng(seed)
+    tables = {}
+    for run_dir in run_dirs:
+        run = RunDirectory(run_dir)
+        record, table = run.read_run(), run.read_samples()
+        if record is None or table is None:
+            raise AudiobenchError(f"{run_dir} is not a run directory made by `audiobench run`")
+        tables[Path(run_dir)] = (record, table[table.status == "ok"].set_index("id"))
+    shared = sorted(set.intersection(*(set(t.index) for _, t in tables.values())))
+    if len(shared) < per_method:
+        raise AudiobenchError(
+            f"the runs share {len(shared)} generated samples, fewer than --per-method {per_method}"
+        )
+    chosen = sorted(rng.choice(shared, per_method, replace=False).tolist())
+    items = []
+    for run_dir, (record, table) in tables.items():
+        for sample_id in chosen:
+            items.append(
+                Item(
+                    "",
+                    str(RunDirectory(run_dir).image_path(sample_id)),
+                    str(table.loc[sample_id, "label"]),
+                    record["method"],
+                    str(run_dir),
+                    sample_id,
+                    "rating",
+                )
+            )
+    items += _attention_checks(next(iter(tables.values()))[0], chosen, attention_checks, rng)
+    order = rng.permutation(len(items))
+    names = rng.choice(16**8, size=len(items), replace=False)
+    return [
+        Item(**{**asdict(items[i]), "item_id": f"item-{names[k]:08x}"}) for k, i in enumerate(order)
+    ]
+
+
+def _attention_checks(record: dict, chosen: list[str], count: int, rng) -> list[Item]:
+    samples = {s.id: s for s in load_index(record["dataset"], record["split"])}
+    labels = sorted({sample.label for sample in samples.values()})
+    if count and len(labels) < 2:
+        raise AudiobenchError("attention checks need at least two classes in the dataset")
+    checks = []
+    for sample_id in rng.choice(chosen, min(count, len(chosen)), replace=False).tolist():
+        sample = samples[sample_id]
+        wrong = rng.choice([label for label in labels if label != sample.label])
+        for label, kind in ((sample.label, "check-true"), (str(wrong), "check-wrong")):
+            checks.append(
+                Item("", str(sample.frame_path), label, "attention-check", "", sample_id, kind)
+            )
+    return checks
+
+
+def export(items: list[Item], out: Path, output_format: str) -> Path:
+    """Write the key, the images and the sheet in one format; returns the sheet's path."""
+    if output_format not in FORMATS:
+        raise AudiobenchError(f"--format must be one of {', '.join(FORMATS)}")
+    out = make_directory(out)
+    images = make_directory(out / "images")
+    for item in items:
+        shutil.copyfile(item.image, images / f"{item.item_id}.png")
+    key = pd.DataFrame([asdict(item) for item in items]).drop(columns=["image"])
+    atomic_write_bytes(out / KEY_FILE, key.to_csv(index=False).encode())
+    return _WRITERS[output_format](items, out)
+
+
+def _write_html(items: list[Item], out: Path) -> Path:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("human_eval", "templates"), autoescape=True
+    )
+    page = environment.get_template("form.html.j2").render(
+        question=QUESTION,
+        anchors=ANCHORS,
+        items=[
+            {
+                "id": item.item_id,
+                "label": item.label,
+                "image": base64.b64encode(Path(item.image).read_bytes()).decode(),
+            }
+            for item in items
+        ],
+    )
+    atomic_write_bytes(out / "form.html", page.encode("utf-8"))
+    return out / "form.html"
+
+
+def _write_csv(items: list[Item], out: Path) -> Path:
+    sheet = pd.DataFrame(
+        {
+            "item_id": [i.item_id for i in items],
+            "image": [f"images/{i.item_id}.png" for i in items],
+            "label": [i.label for i in items],
+            "rater": "",
+            "rating": "",
+        }
+    )
+    atomic_write_bytes(out / "sheet.csv", sheet.to_csv(index=False).encode())
+    return out / "sheet.csv"
+
+
+def _write_mturk(items: list[Item], out: Path) -> Path:
+    batch = pd.DataFrame(
+        {
+            "item_id": [i.item_id for i in items],
+            "image_url": [f"images/{i.item_id}.png" for i in items],
+            "label": [i.label for i in items],
+        }
+    )
+    atomic_write_bytes(out / "mturk_batch.csv", batch.to_csv(index=False).encode())
+    options = "".join(
+        f'<crowd-radio-button name="r{value}" value="{value}">{value} ({anchor})'
+        "</crowd-radio-button>"
+        for value, anchor in ANCHORS.items()
+    )
+    template = (
+        '<script src="https://assets.crowd.aws/crowd-html-elements.js"></script><crowd-form>'
+        f'<p>{QUESTION}</p><p><b>${{label}}</b></p><img src="${{image_url}}" width="384">'
+        f"<crowd-radio-group>{options}</crowd-radio-group>"
+        '<input type="hidden" name="item_id" value="${item_id}"></crowd-form>\n'
+    )
+    atomic_write_bytes(out / "mturk_template.html", template.encode())
+    return out / "mturk_batch.csv"
+
+
+def _write_labelstudio(items: list[Item], out: Path) -> Path:
+    tasks = [
+        {"data": {"image": f"images/{i.item_id}.png", "label": i.label, "item_id": i.item_id}}
+        for i in items
+    ]
+    atomic_write_bytes(out / "labelstudio_tasks.json", json.dumps(tasks, indent=1).encode())
+    config = (
+        '<View><Image name="image" value="$image"/><Header value="$label"/>'
+        '<Rating name="rating" toName="image" maxRating="5"/></View>\n'
+    )
+    atomic_write_bytes(out / "labelstudio_config.xml", config.encode())
+    return out / "labelstudio_tasks.json"
+
+
+_WRITERS = {
+    "html": _write_html,
+    "csv": _write_csv,
+    "mturk": _write_mturk,
+    "labelstudio": _write_labelstudio,
+}

@@ -1,0 +1,241 @@
+"""Human evaluation: blinded export, ingest of every response format, and the statistics."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+
+from audiobench.errors import AudiobenchError
+from audiobench.runner import RunSettings, execute
+from human_eval.analyze import analyze, holm, table
+from human_eval.export import build_items, export
+from human_eval.ingest import ingest
+
+
+@pytest.fixture(scope="module")
+def runs(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return [
+        execute(
+            RunSettings(
+                method=method,
+                data_dir=demo_dir,
+                out=out,
+                profile="tiny",
+                options={"steps": "2"} if method == "sd-text" else {},
+            )
+        ).run_dir
+        for method in ("reference", "sd-text")
+    ]
+
+
+def test_export_is_deterministic_balanced_and_blinded(runs, tmp_path):
+    items = build_items(runs, per_method=5, seed=3, attention_checks=2)
+    assert items == build_items(runs, per_method=5, seed=3, attention_checks=2)
+    assert items != build_items(runs, per_method=5, seed=4, attention_checks=2)
+    rated = [item for item in items if item.kind == "rating"]
+    by_method = {
+        m: sorted(i.sample_id for i in rated if i.method == m) for m in ("reference", "sd-text")
+    }
+    assert len(by_method["reference"]) == 5 and by_method["reference"] == by_method["sd-text"]
+    assert sum(item.kind == "check-true" for item in items) == 2
+    assert sum(item.kind == "check-wrong" for item in items) == 2
+    assert len({item.item_id for item in items}) == len(items) == 14
+    for output_format in ("html", "csv", "mturk", "labelstudio"):
+        sheet = export(items, tmp_path / output_format, output_format)
+        text = sheet.read_text()
+        for secret in ("sd-text", "reference", str(runs[0]), "seed0"):
+            assert secret not in text, (output_format, secret)
+    key = pd.read_csv(tmp_path / "html" / "key.csv")
+    assert set(key.columns) >= {"item_id", "method", "run_dir", "sample_id", "label", "kind"}
+    assert len(list((tmp_path / "csv" / "images").glob("*.png"))) == 14
+    config = (tmp_path / "labelstudio" / "labelstudio_config.xml").read_text()
+    assert '<Rating name="rating" toName="image" maxRating="5"/>' in config
+
+
+def test_labels_are_escaped_in_the_form(runs, tmp_path):
+    items = build_items(runs, per_method=2, seed=0, attention_checks=0)
+    evil = [type(item)(**{**item.__dict__, "label": "<script>alert(1)</script>"}) for item in items]
+    page = export(evil, tmp_path, "html").read_text()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def responses_for(key: pd.DataFrame, rater: str, rating_of) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rater": rater,
+            "item_id": key.item_id,
+            "rating": [rating_of(row) for row in key.itertuples()],
+        }
+    )
+
+
+def honest(row):
+    return {"check-true": 5, "check-wrong": 1}.get(row.kind, 4 if row.method == "reference" else 2)
+
+
+def test_ingest_every_format_and_drop_careless_raters(runs, tmp_path):
+    items = build_items(runs, per_method=4, seed=0, attention_checks=1)
+    export(items, tmp_path / "sheets", "html")
+    key = pd.read_csv(tmp_path / "sheets" / "key.csv")
+    form = tmp_path / "form.csv"
+    responses_for(key, "ann", honest).assign(shown_at="t0", answered_at="t1").to_csv(
+        form, index=False
+    )
+    careless = tmp_path / "careless.csv"
+    responses_for(key, "bob", lambda row: 3).to_csv(careless, index=False)
+    mturk = tmp_path / "mturk.csv"
+    pd.DataFrame(
+        {
+            "WorkerId": "W1",
+            "Input.item_id": key.item_id,
+            "Answer.rating": [honest(row) for row in key.itertuples()],
+        }
+    ).to_csv(mturk, index=False)
+    studio = tmp_path / "export.json"
+    studio.write_text(
+        json.dumps(
+            [
+                {
+                    "data": {"item_id": row.item_id},
+                    "annotations": [
+                        {
+                            "completed_by": 7,
+                            "result": [{"type": "rating", "value": {"rating": honest(row)}}],
+                        }
+                    ],
+                }
+                for row in key.itertuples()
+            ]
+        )
+    )
+    result = ingest([form, careless, mturk, studio], tmp_path / "sheets" / "key.csv")
+    assert result.dropped_raters == ["bob"]
+    assert set(result.ratings.rater) == {"ann", "W1", "7"}
+    assert list(result.ratings.columns) == [
+        "rater",
+        "item",
+        "method",
+        "sample",
+        "label",
+        "rating",
+        "check",
+    ]
+    assert len(result.ratings) == 3 * len(key)
+    lenient = ingest([careless], tmp_path / "sheets" / "key.csv", max_failed_checks=2)
+    assert lenient.dropped_raters == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([("ann", "ITEM", "6")], "not an integer from 1 to 5"),
+        ([("ann", "ITEM", "x")], "not an integer from 1 to 5"),
+        ([("ann", "item-nope", "3")], "items not in"),
+        ([("ann", "ITEM", "3"), ("ann", "ITEM", "4")], "rated item .* more than once"),
+    ],
+)
+def test_ingest_rejects_malformed_responses(runs, tmp_path, rows, message):
+    items = build_items(runs, per_method=2, seed=0, attention_checks=0)
+    export(items, tmp_path / "sheets", "csv")
+    rows = [(r, items[0].item_id if i == "ITEM" else i, v) for r, i, v in rows]
+    pd.DataFrame(rows, columns=["rater", "item_id", "rating"]).to_csv(
+        tmp_path / "r.csv", index=False
+    )
+    with pytest.raises(AudiobenchError, match=message):
+        ingest([tmp_path / "r.csv"], tmp_path / "sheets" / "key.csv")
+
+
+def synthetic_ratings(seed=0):
+    """20 raters x 30 items of three methods with known means (good 4, mid 3, bad 2)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for item in range(30):
+        method = ("good", "mid", "bad")[item % 3]
+        centre = {"good": 4, "mid": 3, "bad": 2}[method]
+        for rater in range(20):
+            rating = int(np.clip(centre + rng.integers(-1, 2), 1, 5))
+            rows.append((f"r{rater}", f"i{item}", method, f"s{item}", "x", rating, "rating"))
+    rows.append(("r0", "check", "attention-check", "s0", "x", 5, "check-true"))
+    return pd.DataFrame(
+        rows, columns=["rater", "item", "method", "sample", "label", "rating", "check"]
+    )
+
+
+def test_analysis_equals_an_independent_computation():
+    ratings = synthetic_ratings()
+    result = analyze(ratings)
+    rated = ratings[ratings.check == "rating"]
+    for method, group in rated.groupby("method"):
+        assert result["methods"][method]["mean"] == pytest.approx(group.rating.mean())
+        assert result["methods"][method]["std"] == pytest.approx(group.rating.std(ddof=1))
+        assert result["methods"][method]["n_ratings"] == 200
+        assert result["methods"][method]["min_ratings_per_item"] == 20
+        low, high = result["methods"][method]["ci95"]
+        assert low < group.rating.mean() < high
+    matrix = rated.pivot_table("rating", "rater", "item").to_numpy(float)
+    expected_alpha = krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal")
+    assert result["krippendorff_alpha_ordinal"] == pytest.approx(expected_alpha)
+    # item effects and rater noise have equal variance (2/3 each), so alpha is about 0.5
+    assert 0.35 < result["krippendorff_alpha_ordinal"] < 0.65
+    pairs = list(combinations(sorted(result["methods"]), 2))
+    raw = [
+        mannwhitneyu(rated[rated.method == a].rating, rated[rated.method == b].rating).pvalue
+        for a, b in pairs
+    ]
+    for comparison, p in zip(result["comparisons"], raw, strict=True):
+        assert comparison["p"] == pytest.approx(p)
+        assert comparison["p_holm"] >= comparison["p"] and comparison["p_holm"] < 1e-6
+    assert "| good | 4." in table(result) and "±" in table(result)
+
+
+def test_holm_correction_by_hand():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_too_few_ratings_per_item_are_flagged():
+    ratings = synthetic_ratings()
+    few = ratings[(ratings.rater.isin(["r0", "r1"])) | (ratings.item != "i0")]
+    result = analyze(few)
+    assert result["methods"]["good"]["items_below_17"] == 1
+    assert "(< 17)" in table(result)
+
+
+def test_cli_round_trip(runs, tmp_path, cli):
+    code, out, _ = cli(
+        "human-eval",
+        "export",
+        *runs,
+        "--out",
+        tmp_path / "sheets",
+        "--per-method",
+        "4",
+        "--format",
+        "csv",
+    )
+    assert code == 0 and "items" in out
+    key = pd.read_csv(tmp_path / "sheets" / "key.csv")
+    for rater in ("a", "b", "c"):
+        responses_for(key, rater, honest).to_csv(tmp_path / f"{rater}.csv", index=False)
+    code, _, _ = cli(
+        "human-eval",
+        "ingest",
+        *(tmp_path / f"{r}.csv" for r in "abc"),
+        "--key",
+        tmp_path / "sheets" / "key.csv",
+        "--out",
+        tmp_path / "ratings.csv",
+    )
+    assert code == 0
+    code, out, _ = cli(
+        "human-eval", "analyze", tmp_path / "ratings.csv", "--out", tmp_path / "analysis"
+    )
+    assert code == 0 and "reference" in out and "Krippendorff" in out
+    assert (tmp_path / "analysis" / "ratings.png").read_bytes().startswith(b"\x89PNG")
