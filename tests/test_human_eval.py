@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from itertools import combinations
+from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -239,3 +241,68 @@ def test_cli_round_trip(runs, tmp_path, cli):
     )
     assert code == 0 and "reference" in out and "Krippendorff" in out
     assert (tmp_path / "analysis" / "ratings.png").read_bytes().startswith(b"\x89PNG")
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+def test_the_form_is_filled_in_a_real_browser_and_its_csv_ingests(runs, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    items = build_items(runs, per_method=3, seed=0, attention_checks=1)
+    form = export(items, tmp_path / "sheets", "html")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(form.as_uri())
+        driver.find_element(By.ID, "download").click()
+        assert "rater id" in driver.find_element(By.ID, "error").text  # nothing is sent unrated
+        driver.find_element(By.ID, "rater").send_keys("browser-rater")
+        driver.find_element(By.ID, "download").click()
+        assert "Please rate item 1" in driver.find_element(By.ID, "error").text
+        key = pd.read_csv(tmp_path / "sheets" / "key.csv").set_index("item_id")
+        for index in range(len(items)):
+            current = driver.find_element(By.CSS_SELECTOR, ".item.current")
+            row = key.loc[current.get_attribute("data-item")]
+            value = honest(row)
+            current.find_element(By.CSS_SELECTOR, f'input[value="{value}"]').click()
+            assert (
+                f"Item {index + 1} of {len(items)}" in driver.find_element(By.ID, "progress").text
+            )
+            driver.find_element(By.ID, "next").click()
+        driver.find_element(By.ID, "download").click()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(downloads.glob("*.csv")):
+            time.sleep(0.1)
+    finally:
+        driver.quit()
+    [downloaded] = list(downloads.glob("*.csv"))
+    result = ingest([downloaded], tmp_path / "sheets" / "key.csv")
+    assert result.dropped_raters == [] and set(result.ratings.rater) == {"browser-rater"}
+    assert len(result.ratings) == len(items)
+    assert (pd.read_csv(downloaded).answered_at.str.len() > 10).all()  # timestamps recorded
