@@ -222,31 +222,37 @@ def _scored(per_sample: np.ndarray, settings: EvaluateSettings, config: dict) ->
     }
 
 
+def _scored_win_rate(
+    query: np.ndarray, paired: np.ndarray, settings: EvaluateSettings, config: dict
+) -> tuple[dict[str, Any], np.ndarray]:
+    """AIS and IIS: the win rate of query rows against their pairs, over the configured pool."""
+    pool, pool_config = _pool(len(query), settings)
+    _, wins = win_rate(torch.from_numpy(query), torch.from_numpy(paired), pool)
+    return _scored(wins, settings, {**config, "pool": pool_config}), wins
+
+
 def _ais(items, vectors, features: Features, settings):
-    images = vectors["generated", FeatureKind("clip_b32", "image")]
-    audio = vectors["audio", FeatureKind("wav2clip", "audio")]
-    pool, pool_config = _pool(len(items), settings)
-    _, wins = win_rate(torch.from_numpy(images), torch.from_numpy(audio), pool)
-    config = {
-        "image_role": "clip_b32",
-        "audio_role": "wav2clip",
-        "pool": pool_config,
-        "audio": "the evaluation window of the dataset index (audio_start-audio_end)",
-    }
-    return _scored(wins, settings, config), {"ais_win": wins}
+    result, wins = _scored_win_rate(
+        vectors["generated", FeatureKind("clip_b32", "image")],
+        vectors["audio", FeatureKind("wav2clip", "audio")],
+        settings,
+        {
+            "image_role": "clip_b32",
+            "audio_role": "wav2clip",
+            "audio": "the evaluation window of the dataset index (audio_start-audio_end)",
+        },
+    )
+    return result, {"ais_win": wins}
 
 
 def _iis(items, vectors, features: Features, settings):
-    generated = vectors["generated", FeatureKind("clip_l14", "image")]
-    reference = vectors["frames", FeatureKind("clip_l14", "image")]
-    pool, pool_config = _pool(len(items), settings)
-    _, wins = win_rate(torch.from_numpy(generated), torch.from_numpy(reference), pool)
-    config = {
-        "image_role": "clip_l14",
-        "reference": "dataset reference frames",
-        "pool": pool_config,
-    }
-    return _scored(wins, settings, config), {"iis_win": wins}
+    result, wins = _scored_win_rate(
+        vectors["generated", FeatureKind("clip_l14", "image")],
+        vectors["frames", FeatureKind("clip_l14", "image")],
+        settings,
+        {"image_role": "clip_l14", "reference": "dataset reference frames"},
+    )
+    return result, {"iis_win": wins}
 
 
 def _aic(items, vectors, features: Features, settings):

@@ -9,7 +9,6 @@ on it vacuous.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,14 +19,13 @@ from audiobench.models.zoo import (
     TINY_SEED,
     LoadOptions,
     Role,
-    cache_dir,
     download_file,
     register_role,
+    tiny_checkpoint,
     torch_hub_file,
     variance_preserving_init,
     weight_file,
 )
-from audiobench.store import atomic_write_bytes
 
 FEATURE_EXTRACTOR = "inception-v3-compat"
 FEATURE_LAYER = "2048"
@@ -65,33 +63,21 @@ class _Unloaded:
 
 
 def _random_weights_file() -> Path:
-    """Write (once) the seeded random-init weights of the tiny profile."""
+    """The tiny profile's seeded, variance-preserving random weights (written once)."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    target = cache_dir() / f"inception-v3-compat-random-seed{TINY_SEED}.pth"
-    if target.is_file():
-        return target
-
-    class RandomInception(FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, *args, **kwargs):
-            if not state_dict:  # the placeholder below: keep the fresh initialisation
-                return None
-            return super().load_state_dict(state_dict, *args, **kwargs)
-
-    placeholder = target.with_name(target.name + ".empty")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({}, placeholder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        model = RandomInception(
-            FEATURE_EXTRACTOR, [FEATURE_LAYER], feature_extractor_weights_path=str(placeholder)
-        )
+    def build(cls, placeholder: str):
+        model = cls(FEATURE_EXTRACTOR, [FEATURE_LAYER], feature_extractor_weights_path=placeholder)
         variance_preserving_init(model)
-    placeholder.unlink()
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    atomic_write_bytes(target, buffer.getvalue())
-    return target
+        return model
+
+    return tiny_checkpoint(
+        f"inception-v3-compat-random-seed{TINY_SEED}.pth",
+        FeatureExtractorInceptionV3,
+        {},
+        build,
+        lambda m: m.state_dict(),
+    )
 
 
 def _locate(search_dirs: Sequence[Path]) -> Path | None:

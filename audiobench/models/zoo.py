@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import os
 import re
@@ -302,3 +303,44 @@ def variance_preserving_init(model: torch.nn.Module, nonlinearity: str = "relu")
         elif isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
             module.running_mean.zero_()
             module.running_var.fill_(1.0)
+
+
+def tiny_checkpoint(
+    name: str,
+    module_class: type[torch.nn.Module],
+    placeholder: dict,
+    build: Callable[[type, str], torch.nn.Module],
+    content: Callable[[torch.nn.Module], dict],
+) -> Path:
+    """Write once, into the cache, the seeded random weights of a model whose constructor only
+    takes its weights from a file (torch-fidelity's Inception, speechbrain's BEATs).
+
+    `build(cls, path)` constructs (and may re-initialise) the model from a placeholder file
+    holding `placeholder`; `cls` ignores the empty state dict the constructor then loads, so the
+    model keeps its seeded initialisation. `content(model)` is what the checkpoint file holds.
+    """
+    from audiobench.store import atomic_write_bytes
+
+    target = cache_dir() / name
+    if target.is_file():
+        return target
+
+    class Unloaded(module_class):
+        def load_state_dict(self, state_dict, *args, **kwargs):
+            if not state_dict:  # the placeholder's: keep the fresh initialisation
+                return None
+            return super().load_state_dict(state_dict, *args, **kwargs)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.placeholder")
+    torch.save(placeholder, staging)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            model = build(Unloaded, str(staging))
+    finally:
+        staging.unlink()
+    buffer = io.BytesIO()
+    torch.save(content(model), buffer)
+    atomic_write_bytes(target, buffer.getvalue())
+    return target

@@ -18,11 +18,10 @@ from audiobench.models.zoo import (
     TINY_SEED,
     LoadOptions,
     Role,
-    cache_dir,
     register_role,
+    tiny_checkpoint,
     weight_file,
 )
-from audiobench.store import atomic_write_bytes
 
 CHECKPOINT = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
 LAYERS = (4, 8, 12)
@@ -82,32 +81,16 @@ def load_beats(path: Path, options: LoadOptions | None = None) -> BeatsFeatures:
 
 
 def _tiny_checkpoint() -> Path:
-    """Write (once) a seeded random BEATs of the tiny configuration in the official format."""
+    """A seeded random BEATs of the tiny configuration in the official {'cfg', 'model'} format."""
     from speechbrain.lobes.models.beats import BEATs
 
-    target = cache_dir() / f"beats-tiny-seed{TINY_SEED}.pt"
-    if target.is_file():
-        return target
-
-    class RandomBEATs(BEATs):
-        def load_state_dict(self, state_dict, *args, **kwargs):
-            if not state_dict:  # the placeholder below: keep the fresh initialisation
-                return None
-            return super().load_state_dict(state_dict, *args, **kwargs)
-
-    import io
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    placeholder = target.with_name(target.name + ".config")
-    torch.save({"cfg": TINY_CONFIG, "model": {}}, placeholder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        model = RandomBEATs(ckp_path=str(placeholder))
-    placeholder.unlink()
-    buffer = io.BytesIO()
-    torch.save({"cfg": TINY_CONFIG, "model": model.state_dict()}, buffer)
-    atomic_write_bytes(target, buffer.getvalue())
-    return target
+    return tiny_checkpoint(
+        f"beats-tiny-seed{TINY_SEED}.pt",
+        BEATs,
+        {"cfg": TINY_CONFIG, "model": {}},
+        lambda cls, placeholder: cls(ckp_path=placeholder),
+        lambda model: {"cfg": TINY_CONFIG, "model": model.state_dict()},
+    )
 
 
 def _locate(search_dirs: Sequence[Path]) -> Path | None:
