@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -26,6 +27,9 @@ from PIL import Image
 from audiobench.errors import AudiobenchError
 
 TEMP_MARK = ".tmp-"
+# Ids become file names (images/<id>.png), so they may not hold path separators or start with a
+# dot: no id can name a file outside its directory ("..", "/etc/x", "a/../../b").
+SAMPLE_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -148,6 +152,13 @@ class RunDirectory:
         return self.path / self.IMAGES
 
     def image_path(self, sample_id: str) -> Path:
+        """The image of a sample. Ids come from files a user can edit (samples.parquet, the
+        index), so one that is not a plain file name is refused: no read or write through it
+        can leave the run directory."""
+        if not SAMPLE_ID.fullmatch(str(sample_id)):
+            raise AudiobenchError(
+                f"{self.path}: sample id {sample_id!r} is not usable as a file name"
+            )
         return self.images_dir / f"{sample_id}.png"
 
     def create(self) -> None:
@@ -171,6 +182,23 @@ class RunDirectory:
 
     def write_samples(self, table: pd.DataFrame) -> None:
         atomic_write_parquet(self.samples_file, table)
+
+    def part_file(self, rank: int) -> Path:
+        """Where process `rank` of a multi-process run records its samples until the merge."""
+        return self.path / f"samples.part-{rank}.parquet"
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.path.glob("samples.part-*.parquet"))
+
+    def read_parts(self) -> list[pd.DataFrame]:
+        """The sample records of a multi-process run not yet merged into samples.parquet."""
+        parts = []
+        for path in self.part_files():
+            try:
+                parts.append(pd.read_parquet(path))
+            except Exception as error:  # pyarrow raises several unrelated types
+                raise AudiobenchError(f"{path} is unreadable: {error}") from error
+        return parts
 
     def write_image(self, sample_id: str, image: Image.Image) -> str:
         """Save one generated image atomically; returns its path relative to the run."""

@@ -103,8 +103,14 @@ def export(items: list[Item], out: Path, output_format: str) -> Path:
     for item in items:
         shutil.copyfile(item.image, images / f"{item.item_id}.png")
     key = pd.DataFrame([asdict(item) for item in items]).drop(columns=["image"])
-    atomic_write_bytes(out / KEY_FILE, key.to_csv(index=False).encode())
+    atomic_write_bytes(out / KEY_FILE, csv_bytes(key))
     return _WRITERS[output_format](items, out)
+
+
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """A table as UTF-8 CSV with CRLF line ends (RFC 4180). With pandas' default "\n" a value
+    holding a bare "\r" is written unquoted, and every CSV reader then splits the row there."""
+    return table.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 def _write_html(items: list[Item], out: Path) -> Path:
@@ -139,7 +145,7 @@ def _write_csv(items: list[Item], out: Path) -> Path:
             "rating": "",
         }
     )
-    atomic_write_bytes(out / "sheet.csv", sheet.to_csv(index=False).encode())
+    atomic_write_bytes(out / "sheet.csv", csv_bytes(sheet))
     return out / "sheet.csv"
 
 
@@ -151,7 +157,7 @@ def _write_mturk(items: list[Item], out: Path) -> Path:
             "label": [i.label for i in items],
         }
     )
-    atomic_write_bytes(out / "mturk_batch.csv", batch.to_csv(index=False).encode())
+    atomic_write_bytes(out / "mturk_batch.csv", csv_bytes(batch))
     options = "".join(
         f'<crowd-radio-button name="r{value}" value="{value}">{value} ({anchor})'
         "</crowd-radio-button>"

@@ -9,6 +9,7 @@ checks than allowed (a true label rated below 4, a wrong label above 2) are drop
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 from audiobench.errors import AudiobenchError
 
 COLUMNS = ("rater", "item", "method", "sample", "label", "rating", "check")
+KEY_COLUMNS = ("item_id", "method", "sample_id", "label", "kind")
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,37 @@ def read_responses(path: Path) -> pd.DataFrame:
         raise AudiobenchError(f"response file {path} does not exist")
     if path.suffix == ".json":
         return _label_studio(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise AudiobenchError(f"{path} is not a readable CSV: {error}") from error
+    table = read_table(path)
     if {"WorkerId", "Input.item_id"} <= set(table.columns):
         return _mturk(table, path)
     if {"rater", "item_id", "rating"} <= set(table.columns):
-        return table.rename(columns={"item_id": "item"})[["rater", "item", "rating"]]
+        return table[["rater", "item_id", "rating"]].rename(columns={"item_id": "item"})
     raise AudiobenchError(
         f"{path}: columns {', '.join(table.columns)} are not a known response "
         "format (form CSV, sheet CSV, MTurk results)"
     )
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV with a header as a table of strings, refusing any row whose length differs from the
+    header's: pandas would silently shift such a row's columns (or fill them with blanks)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise AudiobenchError(f"{path} is not a readable CSV: {error}") from error
+    if not rows:
+        raise AudiobenchError(f"{path} is empty (expected a header line and responses)")
+    header = rows[0][1]
+    if len(set(header)) != len(header):
+        raise AudiobenchError(f"{path}: the header {','.join(header)!r} repeats a column")
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise AudiobenchError(
+                f"{path}, line {line}: {len(row)} fields where the header has {len(header)}"
+            )
+    return pd.DataFrame([row for _, row in rows[1:]], columns=header, dtype=str)
 
 
 def _mturk(table: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -64,11 +85,11 @@ def _mturk(table: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def _label_studio(path: Path) -> pd.DataFrame:
     try:
-        tasks = json.loads(path.read_text())
+        tasks = json.loads(path.read_text(encoding="utf-8"))
         rows = [
             (
                 str(annotation.get("completed_by", "")),
-                task["data"]["item_id"],
+                str(task["data"]["item_id"]),
                 str(result["value"]["rating"]),
             )
             for task in tasks
@@ -76,14 +97,17 @@ def _label_studio(path: Path) -> pd.DataFrame:
             for result in annotation.get("result", [])
             if result.get("type") == "rating"
         ]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+    # ValueError: bad UTF-8 or JSON, or an integer too long to convert; the others: wrong shape
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError) as error:
         raise AudiobenchError(f"{path} is not a Label Studio JSON export: {error}") from error
     return pd.DataFrame(rows, columns=["rater", "item", "rating"])
 
 
 def ingest(paths: list[Path], key_path: Path, max_failed_checks: int = 0) -> Ingested:
     """All responses joined with the key, validated, and filtered by attention checks."""
-    key = pd.read_csv(key_path, dtype=str, keep_default_na=False).set_index("item_id")
+    if not paths:
+        raise AudiobenchError("no response files to ingest")
+    key = _read_key(Path(key_path))
     frames = []
     for path in paths:
         responses = read_responses(path)
@@ -97,12 +121,14 @@ def ingest(paths: list[Path], key_path: Path, max_failed_checks: int = 0) -> Ing
         unknown = sorted(set(responses["item"]) - set(key.index))
         if unknown:
             raise AudiobenchError(f"{path}: items not in {key_path}: {', '.join(unknown[:3])}")
-        frames.append(responses.assign(rating=ratings.astype(int)))
+        frames.append(responses.assign(rating=ratings.astype(int), source=str(path)))
     table = pd.concat(frames, ignore_index=True)
     duplicated = table[table.duplicated(["rater", "item"])]
     if len(duplicated):
         row = duplicated.iloc[0]
-        raise AudiobenchError(f"rater {row['rater']} rated item {row['item']} more than once")
+        raise AudiobenchError(
+            f"{row['source']}: rater {row['rater']} rated item {row['item']} more than once"
+        )
     joined = table.join(key, on="item")
     tidy = pd.DataFrame(
         {
@@ -121,3 +147,17 @@ def ingest(paths: list[Path], key_path: Path, max_failed_checks: int = 0) -> Ing
     failures = failed.groupby(tidy.rater).sum()
     dropped = sorted(failures[failures > max_failed_checks].index)
     return Ingested(tidy[~tidy.rater.isin(dropped)].reset_index(drop=True), dropped)
+
+
+def _read_key(path: Path) -> pd.DataFrame:
+    """The export's key indexed by item id, refused (naming it) if it is not a usable key."""
+    if not path.is_file():
+        raise AudiobenchError(f"key file {path} does not exist")
+    key = read_table(path)
+    missing = [c for c in KEY_COLUMNS if c not in key.columns]
+    if missing:
+        raise AudiobenchError(f"{path} is not a key written by export: no {', '.join(missing)}")
+    repeated = key.item_id[key.item_id.duplicated()]
+    if len(repeated):
+        raise AudiobenchError(f"{path} lists item {repeated.iloc[0]} more than once")
+    return key.set_index("item_id")

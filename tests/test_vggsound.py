@@ -11,10 +11,10 @@ import soundfile
 from PIL import Image
 
 from audiobench.data import SAMPLE_RATE, load_index
+from audiobench.data.media import read_frames
 from audiobench.data.training import TrainingCrops, clip_crops
 from audiobench.data.vggsound import (
     PrepareSettings,
-    _read_frames,
     prepare_vggsound,
     read_classes,
     read_clip_list,
@@ -99,7 +99,7 @@ def test_clip_selection_keeps_the_best_scoring_frame_in_the_window(layouts):
     prepare(layouts, layouts / "authors", scorer=brightness_scorer(calls))
     assert calls == ["a photo of a airplane", "a photo of a railroad car, train wagon"]
     sample = next(s for s in load_index(layouts / "data") if s.id.startswith(TRAIN))
-    times, frames = _read_frames(
+    times, frames = read_frames(
         layouts / "authors" / f"{authors_name(TRAIN)}.mp4", [t + 0.5 for t in range(10)]
     )
     inside = [i for i, t in enumerate(times) if 2.5 <= t < 7.5]

@@ -9,7 +9,6 @@ format; nothing else in audiobench needs to know how a dataset was made.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,11 @@ import numpy as np
 import pandas as pd
 
 from audiobench.errors import AudiobenchError, SampleError
-from audiobench.store import atomic_write_parquet, make_directory
+from audiobench.store import SAMPLE_ID, atomic_write_parquet, make_directory
 
 INDEX_FILE = "index.parquet"
 SAMPLE_RATE = 16_000
 INDEX_COLUMNS = ("id", "label", "split", "audio", "audio_start", "audio_end", "frame")
-# Ids become file names (images/<id>.png), so they may not hold path separators or start with a dot.
-SAMPLE_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 
 @dataclass(frozen=True)
@@ -81,12 +78,13 @@ def load_index(data_dir: Path, split: str | None = None) -> list[Sample]:
     bad_ids = [str(i) for i in table["id"] if not SAMPLE_ID.fullmatch(str(i))]
     if bad_ids:
         raise AudiobenchError(
-            f"{index_path} has ids that are not usable as file names: {', '.join(bad_ids[:5])}"
+            f"{index_path} has ids that are not usable as file names (letters, digits, '_', "
+            f"'-', '.', not starting with '.'): {', '.join(map(repr, bad_ids[:5]))}"
         )
     duplicated = table["id"][table["id"].duplicated()].unique().tolist()
     if duplicated:
         raise AudiobenchError(
-            f"{index_path} has duplicated sample ids: {', '.join(duplicated[:5])}"
+            f"{index_path} has duplicated sample ids: {', '.join(map(str, duplicated[:5]))}"
         )
     if split is not None:
         splits = sorted(table["split"].unique().tolist())
@@ -98,27 +96,33 @@ def load_index(data_dir: Path, split: str | None = None) -> list[Sample]:
             )
     if table.empty:
         raise AudiobenchError(f"{index_path} has no samples")
-    return [_sample_from_row(data_dir, row) for row in table.itertuples(index=False)]
+    return [_sample_from_row(index_path, row) for row in table.itertuples(index=False)]
 
 
-def _sample_from_row(data_dir: Path, row) -> Sample:
+def _sample_from_row(index_path: Path, row) -> Sample:
     return Sample(
         id=str(row.id),
         label=str(row.label),
         split=str(row.split),
-        audio_path=_inside(data_dir, row.audio),
+        audio_path=_inside(index_path, row.id, row.audio),
         audio_start=float(row.audio_start),
         audio_end=float(row.audio_end),
-        frame_path=_inside(data_dir, row.frame),
+        frame_path=_inside(index_path, row.id, row.frame),
     )
 
 
-def _inside(data_dir: Path, relative: str) -> Path:
-    """Resolve an index path, refusing any that would leave the dataset directory."""
-    root = data_dir.resolve()
+def _inside(index_path: Path, sample_id: str, relative: str) -> Path:
+    """Resolve an index path, refusing any that would leave the dataset directory (an absolute
+    path, "..", or a symlink out): an index may come from anyone, the files it names may not."""
+    if not isinstance(relative, str) or not relative:
+        raise AudiobenchError(f"{index_path}: sample {sample_id} has no file path ({relative!r})")
+    root = index_path.parent.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise AudiobenchError(f"index path {relative!r} points outside the dataset {data_dir}")
+        raise AudiobenchError(
+            f"{index_path}: sample {sample_id}'s path {relative!r} points outside the dataset "
+            "directory"
+        )
     return path
 
 

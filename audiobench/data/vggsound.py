@@ -33,6 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from audiobench.data.index import SAMPLE_RATE, write_index
+from audiobench.data.media import SILENCE_PEAK, read_frames, read_video_audio, read_wav
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.progress import progress_bar
 from audiobench.store import (
@@ -45,13 +46,17 @@ from audiobench.store import (
 
 WINDOW_SECONDS = 5.0
 CLIP_SECONDS = 10.0  # VGGSound clips are nominally 10 s (decoded ones run a few ms longer)
-SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole clip counts as silent
 PROMPT = "a photo of a {label}"
 JOURNAL = "prepare.jsonl"
 TRAIN_CROPS = "train_crops.parquet"
 SKIPPED = "skipped.csv"
-_OFFICIAL_NAME = re.compile(r"(?P<ytid>.{11})_(?P<start>\d{6})\.(?P<ext>mp4|wav)")
-_AUTHORS_NAME = re.compile(r"(?P<ytid>.{11})_(?P<start_ms>\d+)_(?P<end_ms>\d+)\.(?P<ext>mp4|wav)")
+# YouTube ids are 11 characters of [A-Za-z0-9_-] (and may start with "-"). Clip ids become file
+# names, so anything else (a "/" or ".." from a tampered list) is refused rather than written.
+_YTID = r"[A-Za-z0-9_\-]{11}"
+_OFFICIAL_NAME = re.compile(rf"(?P<ytid>{_YTID})_(?P<start>[0-9]{{6}})\.(?P<ext>mp4|wav)")
+_AUTHORS_NAME = re.compile(
+    rf"(?P<ytid>{_YTID})_(?P<start_ms>[0-9]+)_(?P<end_ms>[0-9]+)\.(?P<ext>mp4|wav)"
+)
 
 FrameScorer = Callable[[Sequence[Image.Image], str], Sequence[float]]
 
@@ -93,11 +98,13 @@ def read_clip_list(path: Path) -> list[ClipEntry]:
 def _entry(row: list[str], path: Path, line: int) -> ClipEntry:
     if len(row) == 4:
         ytid, start, label, split = (cell.strip() for cell in row)
-        if start.isdigit() and len(ytid) == 11 and split in ("train", "test"):
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses
+        well_formed = re.fullmatch(_YTID, ytid) and re.fullmatch("[0-9]+", start)
+        if well_formed and label and split in ("train", "test"):
             return ClipEntry(ytid, int(start), label, split)
     elif len(row) == 2:
         match = _OFFICIAL_NAME.fullmatch(row[0].strip())
-        if match and match["ext"] == "mp4":
+        if match and match["ext"] == "mp4" and row[1].strip():
             return ClipEntry(match["ytid"], int(match["start"]), row[1].strip(), "test")
     raise AudiobenchError(
         f"{path}, line {line}: expected `youtube_id,start_seconds,label,train|test` or "
@@ -106,26 +113,35 @@ def _entry(row: list[str], path: Path, line: int) -> ClipEntry:
 
 
 def read_classes(path: Path) -> dict[str, str]:
-    """The class list `label,count,supercategory` (headerless) as {label: supercategory}."""
+    """The class list `label,count,supercategory` (headerless) as {label: supercategory}.
+
+    A label listed twice is refused: which supercategory it belongs to would be a guess."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.reader(handle, strict=True) if row]
     except FileNotFoundError as error:
         raise AudiobenchError(f"class list {path} does not exist") from error
-    except csv.Error as error:
+    except (csv.Error, UnicodeDecodeError) as error:
         raise AudiobenchError(f"{path} is not a readable CSV: {error}") from error
-    bad = [line for line, row in enumerate(rows, start=1) if len(row) != 3]
-    if bad:
-        raise AudiobenchError(f"{path}, line {bad[0]}: expected label,count,supercategory")
-    return {row[0]: row[2] for row in rows}
+    classes: dict[str, str] = {}
+    for line, row in enumerate(rows, start=1):
+        if len(row) != 3:
+            raise AudiobenchError(f"{path}, line {line}: expected label,count,supercategory")
+        if row[0] in classes:
+            raise AudiobenchError(f"{path}, line {line}: class {row[0]!r} is listed twice")
+        classes[row[0]] = row[2]
+    return classes
 
 
 def read_filter(path: Path) -> set[str]:
     """Ids (YouTube ids or clip ids) listed one per line, as in the authors' filter files."""
     try:
-        return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise AudiobenchError(f"filter file {path} does not exist") from error
+    except UnicodeDecodeError as error:
+        raise AudiobenchError(f"filter file {path} is not UTF-8 text: {error}") from error
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def index_media(folder: Path | None) -> dict[tuple[str, int, str], Path]:
@@ -162,7 +178,7 @@ def decode_clip(clip_id: str, video: Path | None, audio: Path | None) -> Decoded
     """Read a clip's audio and one frame per second; raises SampleError(reason: detail)."""
     if video is None and audio is None:
         raise SampleError("missing: no video or audio file found")
-    samples = _read_wav(audio) if audio is not None else _read_video_audio(video)
+    samples = read_wav(audio) if audio is not None else read_video_audio(video)
     duration = samples.size / SAMPLE_RATE
     if duration < WINDOW_SECONDS:
         raise SampleError(f"too-short: {duration:.2f} s of audio, {WINDOW_SECONDS:g} s needed")
@@ -172,70 +188,8 @@ def decode_clip(clip_id: str, video: Path | None, audio: Path | None) -> Decoded
         raise SampleError("silent: the audio is silent (peak below -80 dBFS)")
     if video is None:
         raise SampleError("missing: no video file for the reference frame")
-    times, frames = _read_frames(video, [second + 0.5 for second in range(int(duration))])
+    times, frames = read_frames(video, [second + 0.5 for second in range(int(duration))])
     return DecodedClip(clip_id, samples, times, frames)
-
-
-def _read_wav(path: Path) -> np.ndarray:
-    import soundfile
-
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise SampleError(f"unreadable: audio file {path.name}: {error}") from error
-    return _to_16k_mono(samples.T, rate)
-
-
-def _read_video_audio(path: Path) -> np.ndarray:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise SampleError(f"no-audio: {path.name} has no audio track")
-            stream = container.streams.audio[0]
-            chunks = [frame.to_ndarray() for frame in container.decode(stream)]
-            rate = stream.rate
-    except (av.error.FFmpegError, OSError) as error:
-        raise SampleError(f"unreadable: video file {path.name}: {error}") from error
-    if not chunks:
-        raise SampleError(f"no-audio: {path.name} has an empty audio track")
-    planar = [c if c.ndim == 2 and c.shape[0] <= 8 else c.reshape(-1, 1).T for c in chunks]
-    return _to_16k_mono(np.concatenate(planar, axis=1).astype(np.float32), rate)
-
-
-def _to_16k_mono(channels: np.ndarray, rate: int) -> np.ndarray:
-    import torch
-    import torchaudio
-
-    mono = channels.mean(axis=0).astype(np.float32)
-    if rate != SAMPLE_RATE:
-        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
-    return mono
-
-
-def _read_frames(path: Path, times: list[float]) -> tuple[list[float], list[np.ndarray]]:
-    """The decoded frame nearest to each requested time (in seconds from the clip start)."""
-    import av
-
-    nearest: dict[float, tuple[float, np.ndarray]] = {}
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise SampleError(f"missing: {path.name} has no video track")
-            for frame in container.decode(video=0):
-                if frame.time is None:
-                    continue
-                for wanted in times:
-                    distance = abs(frame.time - wanted)
-                    if wanted not in nearest or distance < nearest[wanted][0]:
-                        nearest[wanted] = (distance, frame.to_ndarray(format="rgb24"))
-    except (av.error.FFmpegError, OSError) as error:
-        raise SampleError(f"unreadable: video file {path.name}: {error}") from error
-    if not nearest:
-        raise SampleError(f"unreadable: no frame could be decoded from {path.name}")
-    kept = sorted(nearest)
-    return kept, [nearest[time][1] for time in kept]
 
 
 def evaluation_window(duration: float) -> tuple[float, float]:
