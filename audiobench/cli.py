@@ -186,6 +186,31 @@ def prepare_vggsound(
         raise typer.Exit(1)
 
 
+@prepare_app.command("speakers")
+def prepare_speakers(
+    root: Annotated[
+        Path, typer.Option("--root", help="A folder per speaker: ROOT/<name>/*.{wav,mp4}.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    clip_seconds: Annotated[
+        float, typer.Option("--clip-seconds", help="Length of each clip cut from a recording.")
+    ] = 5.0,
+) -> None:
+    """Turn folders of speaker recordings into a dataset (label = speaker, split by recording).
+
+    Example: audiobench data prepare speakers --root voices --out data/speakers
+    """
+    from audiobench.data.speakers import prepare_speakers as prepare
+
+    summary = prepare(root, out, clip_seconds)
+    samples = ", ".join(f"{count} {split}" for split, count in sorted(summary.samples.items()))
+    skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.skipped.items()))
+    console.print(
+        f"{summary.out}: {summary.speakers} speakers, samples: {samples}; "
+        f"skipped: {skipped or 'none'}" + (" (see skipped.csv)" if skipped else "")
+    )
+
+
 @app.command("run")
 def run(
     method: Annotated[str, typer.Option("--method", help="A method from `audiobench methods`.")],
@@ -216,6 +241,7 @@ def run(
     Restarting the same command resumes: finished images are kept, the rest are made.
     Example: audiobench run --method sd-text --data demo --profile tiny --out runs
     """
+    from audiobench.distributed import is_helper_process
     from audiobench.runner import RunSettings, execute
 
     settings = RunSettings(
@@ -232,11 +258,12 @@ def run(
         weights_dir=weights_dir,
     )
     summary = execute(settings)
-    console.print(
-        f"{summary.run_dir}: {summary.ok}/{summary.total} images ({summary.generated} new), "
-        f"{summary.failed} failed"
-        + (" - see samples.parquet for the errors" if summary.failed else "")
-    )
+    if not is_helper_process():
+        console.print(
+            f"{summary.run_dir}: {summary.ok}/{summary.total} images ({summary.generated} new), "
+            f"{summary.failed} failed"
+            + (" - see samples.parquet for the errors" if summary.failed else "")
+        )
     if summary.ok == 0:
         raise typer.Exit(1)
 
@@ -273,6 +300,7 @@ def train(
 
     Example: audiobench train --method audiotoken --data demo --profile tiny --steps 50 --out ckpt
     """
+    from audiobench.distributed import is_helper_process
     from audiobench.trainer import TrainSettings
     from audiobench.trainer import train as train_method
 
@@ -294,6 +322,8 @@ def train(
         weights_dir=weights_dir,
     )
     folder = train_method(settings)
+    if is_helper_process():
+        return
     console.print(
         f"trained weights in {folder} (use: audiobench run --method {method} "
         f"--checkpoint {folder} ...)"
@@ -304,7 +334,10 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `audiobench run`.")],
     metrics: Annotated[
-        str, typer.Option("--metrics", help="Comma-separated subset of ais,iis,aic,fid.")
+        str,
+        typer.Option(
+            "--metrics", help="Comma-separated subset of ais,iis,aic,fid, and sid (speakers)."
+        ),
     ] = "ais,iis,aic,fid",
     data: Annotated[
         Path | None, typer.Option("--data", help="Dataset folder, if it moved since the run.")
@@ -327,10 +360,13 @@ def evaluate(
     weights_dir: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
-    """Score a run with AIS, IIS, AIC and FID; write metrics.json and per-sample values.
+    """Score a run with AIS, IIS, AIC and FID (or SID, for speakers); write metrics.json.
+
+    Per-sample values go into the run's samples.parquet.
 
     Example: audiobench evaluate runs/sd-text-test-tiny-seed0
     """
+    from audiobench.distributed import is_helper_process
     from audiobench.evaluation import EvaluateSettings
     from audiobench.evaluation import evaluate as evaluate_run
 
@@ -347,6 +383,8 @@ def evaluate(
         weights_dir=weights_dir,
     )
     report = evaluate_run(settings)
+    if is_helper_process():
+        return
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return

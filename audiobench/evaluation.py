@@ -5,6 +5,10 @@ caches them by input content and model weights: a second evaluation computes not
 
 Samples whose generation failed or whose image is missing or unreadable are left out, listed
 with the reason, and N counts only the evaluated samples.
+
+Under a multi-process launch the processes share the embedding batches (`Features`), every
+process then computes the (cheap) metrics from the same cached embeddings, and the main process
+alone writes them.
 """
 
 from __future__ import annotations
@@ -22,28 +26,35 @@ from PIL import Image
 
 from audiobench import __version__
 from audiobench.data import Sample, load_index
-from audiobench.environment import package_versions, resolve_device
+from audiobench.distributed import join, main_holds_lock
+from audiobench.environment import package_versions
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.features import FeatureKind, Features
 from audiobench.metrics.fid import fid_bootstrap_ci, fid_from_features
-from audiobench.metrics.scores import agreement_rate, bootstrap_ci, win_rate
+from audiobench.metrics.scores import (
+    agreement_rate,
+    bootstrap_ci,
+    identification_accuracy,
+    win_rate,
+)
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.classifier import ARCHITECTURE as CLASSIFIER_ARCHITECTURE
 from audiobench.models.classifier import class_names
 from audiobench.store import (
     RunDirectory,
     atomic_write_json,
-    exclusive_lock,
 )
 
 METRICS_SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
-METRICS = ("ais", "iis", "aic", "fid")
+METRICS = ("ais", "iis", "aic", "fid")  # Table 1, the default
+STUDY_METRICS = ("sid",)  # the speaker study's identification accuracy, on request
 METRIC_ROLES = {
     "ais": ("wav2clip", "clip_b32"),
     "iis": ("clip_l14",),
     "aic": ("classifier", "clip_l14"),
     "fid": ("inception",),
+    "sid": ("clip_l14",),
 }
 # What each metric embeds: generated images, reference frames or audio windows, with which model.
 FEATURES: dict[str, dict[str, list[FeatureKind]]] = {
@@ -60,8 +71,12 @@ FEATURES: dict[str, dict[str, list[FeatureKind]]] = {
         "generated": [FeatureKind("inception", "inception")],
         "frames": [FeatureKind("inception", "inception")],
     },
+    "sid": {
+        "generated": [FeatureKind("clip_l14", "image")],
+        "frames": [FeatureKind("clip_l14", "image")],
+    },
 }
-HIGHER_IS_BETTER = {"ais": True, "iis": True, "aic": True, "fid": False}
+HIGHER_IS_BETTER = {"ais": True, "iis": True, "aic": True, "fid": False, "sid": True}
 AIC_THRESHOLD = 0.75
 
 
@@ -92,11 +107,11 @@ class Evaluated:
 
 def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     """Compute the requested metrics of a run, write them, and return metrics.json's content."""
-    unknown = sorted(set(settings.metrics) - set(METRICS))
+    unknown = sorted(set(settings.metrics) - set(METRICS + STUDY_METRICS))
     if unknown or not settings.metrics:
         raise AudiobenchError(
             f"unknown metrics {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(METRICS)}"
+            f"choose from {', '.join(METRICS + STUDY_METRICS)}"
         )
     run = RunDirectory(settings.run_dir)
     record = run.read_run()
@@ -114,15 +129,15 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             f"{run.path} has {len(evaluated)} evaluable samples, at least 2 are needed "
             f"({len(excluded)} excluded: {_summarise(excluded)})"
         )
-    device = resolve_device(settings.device)
+    processes, device = join(settings.device)
     zoo = ModelZoo(
         settings.profile or record["profile"],
         LoadOptions(device, torch.float32),
         settings.weights_dir,
     )
     zoo.require({role for metric in settings.metrics for role in METRIC_ROLES[metric]})
-    with exclusive_lock(run.path):
-        features = Features(zoo, settings.batch_size, run.path / "features")
+    with main_holds_lock(run.path, processes):
+        features = Features(zoo, settings.batch_size, run.path / "features", processes)
         vectors = _gather(evaluated, features, settings.metrics)
         results: dict[str, Any] = {}
         columns: dict[str, list] = {}
@@ -130,8 +145,9 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             results[metric], new_columns = _COMPUTE[metric](evaluated, vectors, features, settings)
             columns.update(new_columns)
         report = _metrics_record(record, settings, zoo, results, evaluated, excluded)
-        run.write_samples(_with_columns(table, evaluated, columns))
-        atomic_write_json(run.path / METRICS_FILE, report)
+        if processes.is_main:
+            run.write_samples(_with_columns(table, evaluated, columns))
+            atomic_write_json(run.path / METRICS_FILE, report)
     return report
 
 
@@ -157,10 +173,11 @@ def _select(
 
 def _input_problem(sample: Sample, image: Path, metrics: Sequence[str]) -> str | None:
     """Why a metric could not use this sample (unreadable image, frame or audio), or None."""
+    sources = {source for metric in metrics for source in FEATURES[metric]}
     reason = _unreadable(image)
-    if not reason and {"iis", "fid"} & set(metrics):
+    if not reason and "frames" in sources:
         reason = _unreadable(sample.frame_path)
-    if not reason and "ais" in metrics:
+    if not reason and "audio" in sources:
         try:
             sample.read_audio()
         except SampleError as error:
@@ -288,7 +305,32 @@ def _fid(items, vectors, features: Features, settings):
     return result, {}
 
 
-_COMPUTE = {"ais": _ais, "iis": _iis, "aic": _aic, "fid": _fid}
+def _sid(items, vectors, features: Features, settings):
+    """Speaker identification: each image against every label's reference frames (CLIP)."""
+    labels = [item.sample.label for item in items]
+    try:
+        identified, correct = identification_accuracy(
+            torch.from_numpy(vectors["generated", FeatureKind("clip_l14", "image")]),
+            labels,
+            torch.from_numpy(vectors["frames", FeatureKind("clip_l14", "image")]),
+            labels,
+        )
+    except ValueError as error:
+        raise AudiobenchError(f"sid: {error}") from error
+    config = {
+        "image_role": "clip_l14",
+        "reference": "each label's prototype: the mean CLIP embedding of its evaluated "
+        "samples' reference frames",
+        "labels": len(set(labels)),
+        "chance": 100.0 / len(set(labels)),
+    }
+    return _scored(correct, settings, config), {
+        "sid_prediction": identified,
+        "sid_correct": correct,
+    }
+
+
+_COMPUTE = {"ais": _ais, "iis": _iis, "aic": _aic, "fid": _fid, "sid": _sid}
 
 
 def _metrics_record(record, settings, zoo, results, evaluated, excluded) -> dict[str, Any]:

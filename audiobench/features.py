@@ -23,6 +23,7 @@ from PIL import Image
 
 from audiobench.concurrency import thread_map
 from audiobench.data import Sample, read_frame
+from audiobench.distributed import SINGLE, Processes
 from audiobench.models import ModelZoo
 from audiobench.models.zoo import cache_dir
 from audiobench.progress import progress_bar
@@ -67,9 +68,17 @@ def register_kind(kind: str, computer: Callable[[Any], Callable[[list], np.ndarr
 class Features:
     """Looks features up in the cache and computes (and stores) the missing ones."""
 
-    def __init__(self, zoo: ModelZoo, batch_size: int, run_cache: Path | None = None) -> None:
-        """`run_cache` holds the features of a run's generated images (`generated`)."""
+    def __init__(
+        self,
+        zoo: ModelZoo,
+        batch_size: int,
+        run_cache: Path | None = None,
+        processes: Processes = SINGLE,
+    ) -> None:
+        """`run_cache` holds the features of a run's generated images (`generated`). With several
+        `processes`, each computes its share of the batches and all read the union from disk."""
         self.zoo = zoo
+        self.processes = processes
         self.run_cache = run_cache
         self.shared_cache = cache_dir() / "features"
         self.batch_size = batch_size
@@ -132,12 +141,16 @@ class Features:
             for key, item in dict(zip(keys, inputs, strict=True)).items()
             if any(key in wanted for wanted in missing)
         ]
-        if pending:
+        batches = [
+            pending[start : start + self.batch_size]
+            for start in range(0, len(pending), self.batch_size)
+        ]
+        mine = [batch for index, batch in enumerate(batches) if self.processes.owns(index)]
+        if mine:
             computers = [COMPUTERS[kind.kind](self.zoo.load(kind.role)) for kind in kinds]
             roles = ", ".join(sorted({kind.role for kind in kinds}))
-            with progress_bar(len(pending), f"{roles}: {what}") as advance:
-                for start in range(0, len(pending), self.batch_size):
-                    batch = pending[start : start + self.batch_size]
+            with progress_bar(sum(map(len, mine)), f"{roles}: {what}") as advance:
+                for batch in mine:
                     loaded = load([item for _, item in batch])
                     for cache, wanted, compute in zip(caches, missing, computers, strict=True):
                         rows = [i for i, (key, _) in enumerate(batch) if key in wanted]
@@ -145,4 +158,8 @@ class Features:
                             values = compute([loaded[i] for i in rows])
                             cache.put([batch[i][0] for i in rows], values)
                     advance(len(batch))
+        if self.processes.size > 1:  # read what the other processes computed
+            self.processes.wait()
+            self._caches.clear()
+            caches = [self._cache(folder, kind) for kind in kinds]
         return [cache.get(keys) for cache in caches]

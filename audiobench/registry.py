@@ -22,6 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from audiobench.distributed import SINGLE, Processes
 from audiobench.errors import AudiobenchError
 
 if TYPE_CHECKING:
@@ -43,12 +44,14 @@ class NoConfig:
 
 @dataclass
 class MethodContext:
-    """What a method gets to set itself up: models by role, device and optional checkpoint."""
+    """What a method gets to set itself up: models by role, device and optional checkpoint, and
+    its place among the processes of a multi-process launch (for `train`)."""
 
     models: ModelZoo
     device: torch.device
     dtype: torch.dtype
     checkpoint: Path | None = None
+    processes: Processes = SINGLE
 
 
 class Method(ABC):

@@ -21,8 +21,9 @@ from audiobench.errors import AudiobenchError
 from audiobench.store import RunDirectory, read_json
 
 COLUMNS = (("aic", "AIC", True), ("fid", "FID", False), ("ais", "AIS", True), ("iis", "IIS", True))
+STUDY_COLUMNS = (("sid", "SID", True),)  # shown only when a row has them (the speaker study)
 KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
-PER_SAMPLE = (("aic", "aic_agree"), ("ais", "ais_win"), ("iis", "iis_win"))
+PER_SAMPLE = (("aic", "aic_agree"), ("ais", "ais_win"), ("iis", "iis_win"), ("sid", "sid_correct"))
 TINY_WARNING = (
     "Made with the tiny profile (seeded random weights): these numbers are "
     "meaningless and only show that the pipeline runs."
@@ -103,10 +104,16 @@ def published_rows(board: dict[str, Any]) -> list[Row]:
     ]
 
 
+def table_columns(rows: list[Row]) -> tuple[tuple[str, str, bool], ...]:
+    """Table 1's columns, then any study metric that some row has."""
+    extra = tuple(c for c in STUDY_COLUMNS if any(c[0] in row.metrics for row in rows))
+    return COLUMNS + extra
+
+
 def best_values(rows: list[Row]) -> dict[str, float]:
     """Per column, the best value among the audio-conditioned rows."""
     best = {}
-    for metric, _, higher in COLUMNS:
+    for metric, _, higher in table_columns(rows):
         values = [
             row.cell(metric)["value"]
             for row in rows
@@ -123,7 +130,7 @@ def _cells(rows: list[Row], with_ci: bool, bold: str) -> list[list[str]]:
     table = []
     for row in rows:
         cells = [row.name]
-        for metric, _, _ in COLUMNS:
+        for metric, _, _ in table_columns(rows):
             result = row.cell(metric)
             if result is None:
                 cells.append("-")
@@ -140,10 +147,10 @@ def _cells(rows: list[Row], with_ci: bool, bold: str) -> list[list[str]]:
     return table
 
 
-def _header(arrows: tuple[str, str]) -> list[str]:
+def _header(rows: list[Row], arrows: tuple[str, str]) -> list[str]:
     return [
         "Method",
-        *(f"{label} {arrows[0] if up else arrows[1]}" for _, label, up in COLUMNS),
+        *(f"{label} {arrows[0] if up else arrows[1]}" for _, label, up in table_columns(rows)),
         "N",
     ]
 
@@ -153,7 +160,7 @@ def is_tiny(rows: list[Row]) -> bool:
 
 
 def markdown(rows: list[Row], with_ci: bool = False) -> str:
-    header = _header(("↑", "↓"))
+    header = _header(rows, ("↑", "↓"))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, with_ci, "**{}**")]
     text = "\n".join(lines) + "\n"
@@ -162,7 +169,7 @@ def markdown(rows: list[Row], with_ci: bool = False) -> str:
 
 def latex(rows: list[Row], with_ci: bool = False) -> str:
     """A booktabs table (needs \\usepackage{booktabs})."""
-    header = _header((r"$\uparrow$", r"$\downarrow$"))
+    header = _header(rows, (r"$\uparrow$", r"$\downarrow$"))
     body = [
         [_latex_escape(cells[0]), *cells[1:]] for cells in _cells(rows, with_ci, r"\textbf{{{}}}")
     ]
@@ -203,7 +210,7 @@ def html_report(
     rows: list[Row], with_ci: bool, figures: dict[str, bytes], tables: dict[str, Any] | None = None
 ) -> str:
     """One self-contained page: the table, every figure embedded as a PNG, extra tables."""
-    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(("↑", "↓")))
+    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(rows, ("↑", "↓")))
     body = "".join(
         "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
         for cells in _cells(rows, with_ci, "\0{}\0")

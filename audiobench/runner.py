@@ -4,6 +4,10 @@ Samples are cut into batches in index order once and for all; a batch is the uni
 batch with any unfinished sample is generated again whole (so every image comes from the same
 batch composition as in an uninterrupted run) and only the missing images are written. Each
 image's noise comes from its own seed, derived from the run seed and the sample id.
+
+Under a multi-process launch (`audiobench.distributed`) process r generates the batches k with
+k mod N = r and records them in `samples.part-r.parquet`; at the end the main process merges
+the parts into `samples.parquet`. The images are those of a one-process run.
 """
 
 from __future__ import annotations
@@ -21,19 +25,14 @@ from PIL import Image
 
 from audiobench import __version__
 from audiobench.data import Sample, index_sha256, load_index
-from audiobench.environment import (
-    default_dtype,
-    git_commit,
-    hardware,
-    package_versions,
-    resolve_device,
-)
+from audiobench.distributed import Processes, join, main_holds_lock, on_main
+from audiobench.environment import default_dtype, git_commit, hardware, package_versions
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import files_sha256
 from audiobench.progress import progress_bar
 from audiobench.registry import Method, MethodContext, build_config, get_method
-from audiobench.store import RunDirectory, exclusive_lock, make_directory
+from audiobench.store import RunDirectory, atomic_write_parquet, make_directory
 
 RUN_SCHEMA_VERSION = 1
 # run.json keys that must match for a restarted run to continue an existing directory.
@@ -94,21 +93,29 @@ def execute(settings: RunSettings) -> RunSummary:
     samples = load_index(settings.data_dir, settings.split)
     method_class = get_method(settings.method)
     config = build_config(method_class, settings.options)
-    device = resolve_device(settings.device)
+    processes, device = join(settings.device)
     options = LoadOptions(device=device, dtype=default_dtype(device))
     identity = _identity(settings, config, options)
     zoo = ModelZoo(settings.profile, options, settings.weights_dir)
     zoo.require(method_class.roles)
     run = RunDirectory(make_directory(Path(settings.out)) / run_name(settings))
     make_directory(run.path)
-    with exclusive_lock(run.path):
-        run.create()
-        previous = run.read_run()
-        _check_same_run(run, previous, identity)
+    with main_holds_lock(run.path, processes):
+        previous = on_main(processes, lambda: _open(run, identity, samples))
         method = method_class(config)
-        method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint))
-        run.write_run(_run_record(settings, identity, previous, zoo, device))
-        return _generate_all(method, samples, settings, run)
+        method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint, processes))
+        if processes.is_main:
+            run.write_run(_run_record(settings, identity, previous, zoo, device, processes))
+        return _generate_all(method, samples, settings, run, processes)
+
+
+def _open(run: RunDirectory, identity: dict, samples: list[Sample]) -> dict | None:
+    """Create or reopen the run directory; its previous run.json, if any."""
+    run.create()
+    previous = run.read_run()
+    _check_same_run(run, previous, identity)
+    _merge_parts(run, samples)  # of a killed multi-process session
+    return previous
 
 
 def _identity(settings: RunSettings, config: Any, options: LoadOptions) -> dict[str, Any]:
@@ -142,12 +149,17 @@ def _check_same_run(run: RunDirectory, previous: dict | None, identity: dict) ->
 
 
 def _run_record(
-    settings: RunSettings, identity: dict, previous: dict | None, zoo: ModelZoo, device
+    settings: RunSettings,
+    identity: dict,
+    previous: dict | None,
+    zoo: ModelZoo,
+    device,
+    processes: Processes,
 ) -> dict[str, Any]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sessions = [
         *(previous or {}).get("sessions", []),
-        {"started": now, "hardware": hardware(device)},
+        {"started": now, "hardware": hardware(device), "processes": processes.size},
     ]
     return {
         "schema_version": RUN_SCHEMA_VERSION,
@@ -164,7 +176,11 @@ def _run_record(
 
 
 def _generate_all(
-    method: Method, samples: list[Sample], settings: RunSettings, run: RunDirectory
+    method: Method,
+    samples: list[Sample],
+    settings: RunSettings,
+    run: RunDirectory,
+    processes: Processes,
 ) -> RunSummary:
     records = _existing_records(run)
     done = {
@@ -172,24 +188,38 @@ def _generate_all(
         for sid, row in records.items()
         if row["status"] == "ok" and run.image_path(sid).is_file()
     }
-    already = len(done & {sample.id for sample in samples})
     batches = [
         samples[i : i + settings.batch_size] for i in range(0, len(samples), settings.batch_size)
     ]
+    mine = [batch for index, batch in enumerate(batches) if processes.owns(index)]
+    owned = [sample for batch in mine for sample in batch]
     generated = 0
-    with progress_bar(len(samples), f"{settings.method} on {settings.split}") as advance:
-        advance(already)
-        for batch in batches:
+    with progress_bar(len(owned), f"{settings.method} on {settings.split}") as advance:
+        advance(len(done & {sample.id for sample in owned}))
+        for batch in mine:
             todo = [sample for sample in batch if sample.id not in done]
             if todo:
                 written = _generate_batch(method, batch, done, settings.seed, run, records)
                 generated += written
-                run.write_samples(_records_table(records, samples))
+                _save_records(run, records, samples if processes.size == 1 else owned, processes)
             advance(len(todo))
-    statuses = [records[sample.id]["status"] for sample in samples]
-    return RunSummary(
-        run.path, len(samples), statuses.count("ok"), statuses.count("failed"), generated
-    )
+    processes.wait()
+    if processes.size > 1 and processes.is_main:
+        records = _merge_parts(run, samples)
+    statuses = [records[sample.id]["status"] for sample in samples if sample.id in records]
+    ok, failed = processes.from_main((statuses.count("ok"), statuses.count("failed")))
+    generated = sum(processes.gather(generated))
+    return RunSummary(run.path, len(samples), ok, failed, generated)
+
+
+def _save_records(
+    run: RunDirectory, records: dict[str, dict], samples: list[Sample], processes: Processes
+) -> None:
+    table = _records_table(records, samples)
+    if processes.size == 1:
+        run.write_samples(table)
+    else:
+        atomic_write_parquet(run.part_file(processes.rank), table)
 
 
 def _generate_batch(
@@ -253,11 +283,24 @@ def _record(
     }
 
 
+def _merge_parts(run: RunDirectory, samples: list[Sample]) -> dict[str, dict]:
+    """Fold the processes' part files into samples.parquet; all records."""
+    records = _existing_records(run)
+    parts = run.part_files()
+    if parts:
+        run.write_samples(_records_table(records, samples))
+        for part in parts:
+            part.unlink()
+    return records
+
+
 def _existing_records(run: RunDirectory) -> dict[str, dict]:
-    table = run.read_samples()
-    if table is None:
-        return {}
-    return {row["id"]: row for row in table.to_dict("records")}
+    """Records of earlier sessions: samples.parquet, then unmerged parts of a killed
+    multi-process run (each part holds only its own process's samples, so none overlap)."""
+    tables = [run.read_samples(), *run.read_parts()]
+    return {
+        row["id"]: row for table in tables if table is not None for row in table.to_dict("records")
+    }
 
 
 def _records_table(records: dict[str, dict], samples: list[Sample]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from audiobench.data import load_index
-from audiobench.environment import resolve_device
+from audiobench.distributed import join
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext, build_config, get_method
@@ -51,7 +51,7 @@ def train(settings: TrainSettings) -> Path:
         raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")
     load_index(settings.data_dir, settings.split)  # fails early on a bad dataset
     method_class = get_method(settings.method)
-    device = resolve_device(settings.device)
+    processes, device = join(settings.device)
     if device.type == "cpu" and settings.mixed_precision == "fp16":
         raise AudiobenchError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
     zoo = ModelZoo(
@@ -62,4 +62,5 @@ def train(settings: TrainSettings) -> Path:
     zoo.require(method_class.roles)
     out = make_directory(settings.out)
     method = method_class(build_config(method_class, {}))
-    return method.train(MethodContext(zoo, device, zoo.options.dtype), settings, out)
+    context = MethodContext(zoo, device, zoo.options.dtype, processes=processes)
+    return method.train(context, settings, out)

@@ -81,6 +81,37 @@ def agreement_rate(
     return 100.0 * float(per_sample.mean()), per_sample
 
 
+def identification_accuracy(
+    images: torch.Tensor,
+    labels: Sequence[str],
+    references: torch.Tensor,
+    reference_labels: Sequence[str],
+) -> tuple[list[str], np.ndarray]:
+    """Whom each image shows, judged by its reference images (the speaker study's SID).
+
+    Each label's prototype is the normalised mean of its references' unit embeddings; an image
+    is identified as the label whose prototype is most cosine-similar (the alphabetically first
+    among exact ties) and is correct when that is its own label. Chance is 1 / (number of
+    labels). Returns (identified labels, per-sample 0/1 correctness).
+    """
+    if len(images) != len(labels) or len(references) != len(reference_labels):
+        raise ValueError("every image and every reference needs exactly one label")
+    names = sorted(set(reference_labels))
+    if len(names) < 2:
+        raise ValueError(f"identification needs references of at least 2 labels, got {names}")
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ValueError(f"no reference images for {', '.join(unknown[:5])}")
+    units = F.normalize(references.double(), dim=1)
+    owner = torch.tensor([names.index(label) for label in reference_labels])
+    sums = torch.zeros(len(names), units.shape[1], dtype=torch.float64).index_add_(0, owner, units)
+    prototypes = F.normalize(sums, dim=1)
+    chosen = (F.normalize(images.double(), dim=1) @ prototypes.T).argmax(dim=1).tolist()
+    identified = [names[index] for index in chosen]
+    correct = np.array([a == b for a, b in zip(identified, labels, strict=True)], dtype=np.float64)
+    return identified, correct
+
+
 def _same_name(a: str, b: str) -> bool:
     return a.strip().lower() == b.strip().lower()
 

@@ -29,11 +29,21 @@ from audiobench.trainer import TrainSettings
 from methods.audiotoken.beats import BeatsFeatures, load_beats
 from methods.audiotoken.embedder import AudioTokenEmbedder
 from methods.audiotoken.prompt import AudioTokenPrompt
+from methods.audiotoken.xvector import XvectorFeatures, load_xvector
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
 TINY_EMBEDDER_SEED = 0
 
-__all__ = ["AudioToken", "AudioTokenCL", "AudioTokenEmbedder", "BeatsFeatures", "load_beats"]
+__all__ = [
+    "AudioToken",
+    "AudioTokenCL",
+    "AudioTokenEmbedder",
+    "AudioTokenSpeaker",
+    "BeatsFeatures",
+    "XvectorFeatures",
+    "load_beats",
+    "load_xvector",
+]
 
 
 @dataclass(frozen=True)
@@ -58,10 +68,11 @@ class AudioToken(Method):
     roles = ("sd", "beats")
     Config = AudioTokenConfig
     classification_loss = False
+    audio_encoder = "beats"  # the role whose `layer_features` the embedder reads
 
     def setup(self, context: MethodContext) -> None:
         self.pipeline = context.models.load("sd")
-        self.beats = context.models.load("beats")
+        self.encoder = context.models.load(self.audio_encoder)
         self.prompt = AudioTokenPrompt(self.pipeline.tokenizer, self.pipeline.text_encoder)
         self.embedder = self._embedder(context).to(context.device).eval()
         self.device = context.device
@@ -74,19 +85,20 @@ class AudioToken(Method):
         elif context.models.profile == "tiny":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(TINY_EMBEDDER_SEED)
-                embedder = AudioTokenEmbedder(self.beats.feature_dim, token_width)
+                embedder = AudioTokenEmbedder(self.encoder.feature_dim, token_width)
             path = Path("tiny random embedder")
         else:
             raise AudiobenchError(
                 "audiotoken generates from a trained embedder: pass --checkpoint (a file or a "
                 f"folder with {EMBEDDER_FILE}; train one with `audiobench train`)"
             )
-        expected = (self.beats.feature_dim, token_width)
+        expected = (self.encoder.feature_dim, token_width)
         found = (embedder.fc1.in_features, embedder.fc2.out_features)
         if found != expected:
             raise AudiobenchError(
                 f"embedder {path} maps {found[0]} -> {found[1]} dimensions, but these models "
-                f"need {expected[0]} -> {expected[1]} (BEATs features -> text encoder width)"
+                f"need {expected[0]} -> {expected[1]} ({self.audio_encoder} features -> text "
+                "encoder width)"
             )
         return embedder
 
@@ -96,7 +108,7 @@ class AudioToken(Method):
     @torch.no_grad()
     def tokens(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
         """(B, 768) tokens for equal-length 16 kHz windows."""
-        features = self.beats.layer_features(torch.from_numpy(np.stack(audio)))
+        features = self.encoder.layer_features(torch.from_numpy(np.stack(audio)))
         return self.embedder(features.to(self.device))
 
     def generate(self, inputs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Image.Image]:
@@ -113,10 +125,26 @@ class AudioToken(Method):
     def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
         from methods.audiotoken.training import train_audiotoken
 
-        return train_audiotoken(context, settings, out, self.classification_loss)
+        return train_audiotoken(
+            context, settings, out, self.classification_loss, self.audio_encoder
+        )
 
 
 class AudioTokenCL(AudioToken):
     description = "AudioToken trained with the classification loss (Table 1's 'with CL')"
     table_name = "AudioToken with CL"
     classification_loss = True
+
+
+class AudioTokenSpeaker(AudioToken):
+    """The paper's speaker experiment (Figure 4): X-vectors instead of BEATs layers.
+
+    The 512-d X-vector enters the embedder as a one-step sequence, so the attentive pooling is
+    the identity and the token is the embedder's MLP of the X-vector (see `xvector.py`).
+    Train on a dataset from `audiobench data prepare speakers`; evaluate with `--metrics iis,sid`.
+    """
+
+    description = "AudioToken on X-vector speaker embeddings (the paper's speaker study)"
+    table_name = "AudioToken (speakers)"
+    roles = ("sd", "xvector")
+    audio_encoder = "xvector"

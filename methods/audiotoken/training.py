@@ -1,8 +1,9 @@
 """AudioToken training: only the embedder learns; every frozen encoder runs once per crop.
 
-Each clip has a fixed set of crops (`audiobench.data.training`). Before the first step, BEATs
-features of every crop's audio window and the VAE's latent distribution (mean, log-variance) of
-every crop's frame are computed once and cached; a step then costs one embedder, one text
+Each clip has a fixed set of crops (`audiobench.data.training`). Before the first step, the
+audio encoder's features (BEATs layers; X-vectors for `audiotoken-speaker`) of every crop's
+window and the VAE's latent distribution (mean, log-variance) of every crop's frame are
+computed once and cached; a step then costs one embedder, one text
 encoder and one UNet forward and backward. A latent is still sampled from its distribution at
 every step, as the official loop does, so caching changes nothing but the speed.
 
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 from audiobench.data import load_index, read_frame
 from audiobench.data.training import Crop, clip_crops, frame_tensor
+from audiobench.distributed import Processes
 from audiobench.errors import AudiobenchError
 from audiobench.features import FeatureKind, Features, register_kind
 from audiobench.models.checkpoints import load_state_dict
@@ -49,8 +51,9 @@ KEEP_CHECKPOINTS = 2
 LOSS_COLUMNS = ("step", "loss", "mse", "l1", "cl")
 
 
-def _beats_layers(beats):
-    return lambda clips: beats.layer_features(torch.from_numpy(np.stack(clips))).numpy()
+def _token_features(encoder):
+    """What the embedder reads: BEATs layers or the one-step X-vector, (N, T, C)."""
+    return lambda clips: encoder.layer_features(torch.from_numpy(np.stack(clips))).numpy()
 
 
 def _vae_moments(pipeline):
@@ -66,7 +69,7 @@ def _vae_moments(pipeline):
     return compute
 
 
-register_kind("beats-layers", _beats_layers)
+register_kind("token-features", _token_features)
 register_kind("vae-moments", _vae_moments)
 
 
@@ -79,9 +82,14 @@ class CropFeatures:
     """Cached BEATs features and VAE moments of every crop, as two tensors indexed by crop."""
 
     def __init__(
-        self, context: MethodContext, crops: list[Crop], image_size: int, batch_size: int
+        self,
+        context: MethodContext,
+        crops: list[Crop],
+        image_size: int,
+        batch_size: int,
+        audio_encoder: str,
     ) -> None:
-        features = Features(context.models, batch_size)
+        features = Features(context.models, batch_size, processes=context.processes)
         audio_keys = [
             f"{file_sha256(c.sample.audio_path)}:{c.audio_start:g}-{c.audio_end:g}" for c in crops
         ]
@@ -90,7 +98,7 @@ class CropFeatures:
             features.shared_cache,
             audio_keys,
             crops,
-            [FeatureKind("beats", "beats-layers")],
+            [FeatureKind(audio_encoder, "token-features")],
             lambda batch: [crop.read_audio() for crop in batch],
             "training audio windows",
         )
@@ -115,6 +123,7 @@ def train_audiotoken(
     settings: TrainSettings,
     out: Path,
     classification_loss: bool,
+    audio_encoder: str = "beats",
     crop_features: Callable | None = None,
 ) -> Path:
     """Train the embedder. `crop_features(context, crops, image_size)` may replace the cached
@@ -123,16 +132,24 @@ def train_audiotoken(
     from diffusers import DDPMScheduler
 
     pipeline = context.models.load("sd")
-    beats = context.models.load("beats")
+    encoder = context.models.load(audio_encoder)
     samples = load_index(settings.data_dir, settings.split)
     crops = [
         crop for sample in samples for crop in clip_crops(settings.data_dir, [sample])[sample.id]
     ]
     image_size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
-    make = crop_features or partial(CropFeatures, batch_size=settings.batch_size)
+    make = crop_features or partial(
+        CropFeatures, batch_size=settings.batch_size, audio_encoder=audio_encoder
+    )
     cached = make(context, crops, image_size)
     labels = _label_embeddings(pipeline, [crop.sample.label for crop in crops])
 
+    processes = context.processes
+    if settings.batch_size % processes.size:
+        raise AudiobenchError(
+            f"--batch-size {settings.batch_size} (the global batch) must be a multiple of the "
+            f"{processes.size} processes"
+        )
     accelerator = Accelerator(
         mixed_precision=settings.mixed_precision, cpu=context.device.type == "cpu"
     )
@@ -140,26 +157,25 @@ def train_audiotoken(
         module.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        embedder = AudioTokenEmbedder(beats.feature_dim, pipeline.text_encoder.config.hidden_size)
+        embedder = AudioTokenEmbedder(encoder.feature_dim, pipeline.text_encoder.config.hidden_size)
     optimizer = torch.optim.AdamW(embedder.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY)
-    start = _start(out, embedder, optimizer, settings.resume)
+    start = _start(out, embedder, optimizer, settings.resume, processes)
     embedder, optimizer = accelerator.prepare(embedder, optimizer)
     prompt = AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder)
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     scaling = pipeline.vae.config.scaling_factor
-    writer = _tensorboard(out)
     with (
-        open(out / "loss.csv", "a", newline="") as log,
+        TrainingLog(out, processes.is_main) as log,
         progress_bar(settings.steps, f"training {settings.method}") as advance,
     ):
-        rows = csv.writer(log)
         advance(start)
         for step in range(start, settings.steps):
             generator = torch.Generator().manual_seed(step_seed(settings.seed, step))
-            torch.manual_seed(step_seed(settings.seed, step))  # the embedder's dropout
+            torch.manual_seed(step_seed(settings.seed, step) + processes.rank)  # dropout
             embedder.train()
             terms = torch.zeros(4)
             for _ in range(settings.grad_accum):
+                # The whole batch is drawn in every process; each trains on its share of rows.
                 index = torch.randint(len(crops), (settings.batch_size,), generator=generator)
                 layers, moments = cached.batch(index)
                 mean, logvar = moments.chunk(2, dim=1)
@@ -172,6 +188,9 @@ def train_audiotoken(
                     (settings.batch_size,),
                     generator=generator,
                 )
+                share = slice(processes.rank, None, processes.size)
+                index, layers, latents = index[share], layers[share], latents[share]
+                noise, timesteps = noise[share], timesteps[share]
                 with accelerator.autocast():
                     tokens = embedder(layers.to(accelerator.device))
                     embeds = prompt.encode(tokens.to(pipeline.text_encoder.dtype))
@@ -199,28 +218,58 @@ def train_audiotoken(
                 terms += torch.stack([loss, mse, l1, cl]).detach().cpu() / settings.grad_accum
             optimizer.step()
             optimizer.zero_grad()
-            rows.writerow([step + 1, *(f"{value:.8g}" for value in terms.tolist())])
-            log.flush()
-            for name, value in zip(LOSS_COLUMNS[1:], terms.tolist(), strict=True):
-                writer.add_scalar(f"train/{name}", value, step + 1)
-            if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-                _checkpoint(out, step + 1, accelerator.unwrap_model(embedder), optimizer, settings)
+            log.record(step + 1, torch.stack(processes.gather(terms)).mean(dim=0))
+            due = (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
+            if due and processes.is_main:
+                _checkpoint(out, step + 1, accelerator.unwrap_model(embedder), optimizer)
             advance(1)
-    writer.close()
-    final = accelerator.unwrap_model(embedder)
-    atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(final.state_dict()))
-    atomic_write_json(
-        out / "train.json",
-        {
-            "method": settings.method,
-            "settings": {k: str(v) for k, v in asdict(settings).items()},
-            "steps": settings.steps,
-            "crops": len(crops),
-            "clips": len(samples),
-            "models": context.models.provenance(),
-        },
-    )
+    if processes.is_main:
+        final = accelerator.unwrap_model(embedder)
+        atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(final.state_dict()))
+        atomic_write_json(
+            out / "train.json",
+            {
+                "method": settings.method,
+                "settings": {k: str(v) for k, v in asdict(settings).items()},
+                "processes": processes.size,
+                "steps": settings.steps,
+                "crops": len(crops),
+                "clips": len(samples),
+                "models": context.models.provenance(),
+            },
+        )
+    processes.wait()
     return out
+
+
+class TrainingLog:
+    """loss.csv and TensorBoard, written by the main process only (a no-op elsewhere)."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+
+    def __enter__(self) -> TrainingLog:
+        if self.enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.file = open(self.out / "loss.csv", "a", newline="")
+            self.rows = csv.writer(self.file)
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        return self
+
+    def record(self, step: int, terms: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        self.rows.writerow([step, *(f"{value:.8g}" for value in terms.tolist())])
+        self.file.flush()
+        for name, value in zip(LOSS_COLUMNS[1:], terms.tolist(), strict=True):
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            self.file.close()
+            self.writer.close()
 
 
 def _label_embeddings(pipeline, labels: list[str]) -> torch.Tensor:
@@ -239,7 +288,7 @@ def _tensor_bytes(state) -> bytes:
     return buffer.getvalue()
 
 
-def _checkpoint(out: Path, step: int, embedder, optimizer, settings: TrainSettings) -> None:
+def _checkpoint(out: Path, step: int, embedder, optimizer) -> None:
     """Write checkpoints/step-N/ under a temporary name, rename it, keep the last two."""
     folder = out / "checkpoints" / f"step-{step:08d}"
     staging = folder.with_name(f".{folder.name}.tmp")
@@ -249,14 +298,14 @@ def _checkpoint(out: Path, step: int, embedder, optimizer, settings: TrainSettin
     buffer = io.BytesIO()
     torch.save(optimizer.state_dict(), buffer)
     atomic_write_bytes(staging / "optimizer.pt", buffer.getvalue())
-    atomic_write_json(staging / "state.json", {"step": step, "seed": settings.seed})
+    atomic_write_json(staging / "state.json", {"step": step})
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     for old in sorted((out / "checkpoints").glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old)
 
 
-def _start(out: Path, embedder, optimizer, resume: bool) -> int:
+def _start(out: Path, embedder, optimizer, resume: bool, processes: Processes) -> int:
     """The step to begin at: 0, or the newest checkpoint's (loaded) when resuming."""
     saved = sorted((out / "checkpoints").glob("step-*"))
     log = out / "loss.csv"
@@ -264,14 +313,17 @@ def _start(out: Path, embedder, optimizer, resume: bool) -> int:
         raise AudiobenchError(
             f"{out} already holds a training run: use --resume to continue it or another --out"
         )
+    processes.wait()  # every process has looked before the main one writes
     if not saved:
-        log.write_text(",".join(LOSS_COLUMNS) + "\n")
+        if processes.is_main:
+            log.write_text(",".join(LOSS_COLUMNS) + "\n")
         return 0
     latest = saved[-1]
     embedder.load_state_dict(load_state_dict(latest / EMBEDDER_FILE))
     optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
     step = json.loads((latest / "state.json").read_text())["step"]
-    _trim_log(log, step)
+    if processes.is_main:
+        _trim_log(log, step)
     return step
 
 
@@ -279,9 +331,3 @@ def _trim_log(path: Path, step: int) -> None:
     lines = path.read_text().splitlines()
     kept = [lines[0], *(line for line in lines[1:] if line and int(line.split(",")[0]) <= step)]
     atomic_write_bytes(path, ("\n".join(kept) + "\n").encode())
-
-
-def _tensorboard(out: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tensorboard"))
