@@ -403,6 +403,40 @@ def evaluate(
         console.print(f"{len(report['excluded'])} samples excluded (listed in metrics.json)")
 
 
+@app.command("verify")
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `audiobench run`.")],
+    recompute: Annotated[
+        bool,
+        typer.Option("--recompute", help="Also evaluate a copy from scratch and compare."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Check a run's images, metrics and weights against the hashes it recorded.
+
+    Exit code 1 when anything drifted. Example: audiobench verify runs/sd-text-test-tiny-seed0
+    """
+    from dataclasses import asdict
+
+    from audiobench.verify import verify as verify_run
+
+    findings = verify_run(run_dir, recompute)
+    drift = [f for f in findings if f.kind == "drift"]
+    if as_json:
+        print(json.dumps([asdict(f) for f in findings], indent=2))
+    else:
+        table = Table("", "what", "finding", title=f"{run_dir}")
+        for finding in findings:
+            table.add_row(finding.kind, finding.subject, finding.message)
+        if findings:
+            console.print(table)
+        console.print(
+            f"{len(drift)} drifted" if drift else "consistent: images, metrics and weights match"
+        )
+    if drift:
+        raise typer.Exit(1)
+
+
 @app.command("fid")
 def fid(
     dir_a: Annotated[Path, typer.Argument(help="First image folder.")],

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from audiobench import __version__
+from audiobench.concurrency import thread_map
 from audiobench.data import Sample, load_index
 from audiobench.distributed import join, main_holds_lock
 from audiobench.environment import package_versions
@@ -40,10 +41,7 @@ from audiobench.metrics.scores import (
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.classifier import ARCHITECTURE as CLASSIFIER_ARCHITECTURE
 from audiobench.models.classifier import class_names
-from audiobench.store import (
-    RunDirectory,
-    atomic_write_json,
-)
+from audiobench.store import RunDirectory, atomic_write_json, file_sha256, images_digest
 
 METRICS_SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
@@ -343,6 +341,7 @@ def _metrics_record(record, settings, zoo, results, evaluated, excluded) -> dict
         "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "n_samples": len(evaluated) + len(excluded),
         "n_evaluated": len(evaluated),
+        "images": evaluated_images(evaluated),
         "excluded": excluded,
         "bootstrap": {"resamples": settings.n_resamples, "seed": settings.seed, "level": 0.95},
         "metrics": results,
@@ -350,6 +349,14 @@ def _metrics_record(record, settings, zoo, results, evaluated, excluded) -> dict
         "audiobench_version": __version__,
         "versions": package_versions(),
     }
+
+
+def evaluated_images(evaluated: list[Evaluated]) -> dict[str, Any]:
+    """Count and digest of the images the metrics saw: `audiobench verify` flags metrics
+    whose images changed after evaluation."""
+    hashes = thread_map(file_sha256, [item.image for item in evaluated])
+    ids = [item.sample.id for item in evaluated]
+    return {"count": len(ids), "sha256": images_digest(dict(zip(ids, hashes, strict=True)))}
 
 
 def _with_columns(table: pd.DataFrame, evaluated: list[Evaluated], columns: dict[str, list]):

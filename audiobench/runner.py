@@ -32,7 +32,7 @@ from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import files_sha256
 from audiobench.progress import progress_bar
 from audiobench.registry import Method, MethodContext, build_config, get_method
-from audiobench.store import RunDirectory, atomic_write_parquet, make_directory
+from audiobench.store import RunDirectory, atomic_write_parquet, images_digest, make_directory
 
 RUN_SCHEMA_VERSION = 1
 # run.json keys that must match for a restarted run to continue an existing directory.
@@ -47,7 +47,7 @@ IDENTITY_KEYS = (
     "checkpoint",
     "dtype",
 )
-SAMPLE_COLUMNS = ("id", "label", "status", "error", "image", "seed", "seconds")
+SAMPLE_COLUMNS = ("id", "label", "status", "error", "image", "image_sha256", "seed", "seconds")
 
 
 @dataclass
@@ -104,9 +104,22 @@ def execute(settings: RunSettings) -> RunSummary:
         previous = on_main(processes, lambda: _open(run, identity, samples))
         method = method_class(config)
         method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint, processes))
+        record = _run_record(settings, identity, previous, zoo, device, processes)
         if processes.is_main:
-            run.write_run(_run_record(settings, identity, previous, zoo, device, processes))
-        return _generate_all(method, samples, settings, run, processes)
+            run.write_run(record)
+        summary = _generate_all(method, samples, settings, run, processes)
+        if processes.is_main:
+            run.write_run({**record, "images": recorded_images(run)})
+        return summary
+
+
+def recorded_images(run: RunDirectory) -> dict[str, Any]:
+    """Count and digest of the finished images as samples.parquet records them (run.json's
+    `images`, which `audiobench verify` checks the files against)."""
+    table = run.read_samples()
+    finished = table[table.status == "ok"] if table is not None else table
+    hashes = {} if finished is None else dict(zip(finished.id, finished.image_sha256, strict=True))
+    return {"count": len(hashes), "sha256": images_digest(hashes)}
 
 
 def _open(run: RunDirectory, identity: dict, samples: list[Sample]) -> dict | None:
@@ -257,8 +270,10 @@ def _generate_batch(
     for (sample, _), image in zip(prepared, images, strict=True):
         if sample.id in done:
             continue
-        path = run.write_image(sample.id, image)
-        records[sample.id] = _record(sample, run_seed, image=path, seconds=seconds)
+        path, digest = run.write_image(sample.id, image)
+        records[sample.id] = _record(
+            sample, run_seed, image=path, image_sha256=digest, seconds=seconds
+        )
         done.add(sample.id)
         written += 1
     return written
@@ -270,6 +285,7 @@ def _record(
     *,
     error: str | None = None,
     image: str | None = None,
+    image_sha256: str | None = None,
     seconds: float | None = None,
 ) -> dict[str, Any]:
     return {
@@ -278,6 +294,7 @@ def _record(
         "status": "failed" if error else "ok",
         "error": error,
         "image": image,
+        "image_sha256": image_sha256,
         "seed": sample_seed(run_seed, sample.id),
         "seconds": seconds,
     }

@@ -200,11 +200,13 @@ class RunDirectory:
                 raise AudiobenchError(f"{path} is unreadable: {error}") from error
         return parts
 
-    def write_image(self, sample_id: str, image: Image.Image) -> str:
-        """Save one generated image atomically; returns its path relative to the run."""
+    def write_image(self, sample_id: str, image: Image.Image) -> tuple[str, str]:
+        """Save one generated image atomically; returns its path relative to the run and the
+        sha256 of its bytes (recorded, so `audiobench verify` can detect later changes)."""
         path = self.image_path(sample_id)
-        atomic_write_bytes(path, png_bytes(image))
-        return str(path.relative_to(self.path))
+        data = png_bytes(image)
+        atomic_write_bytes(path, data)
+        return str(path.relative_to(self.path)), hashlib.sha256(data).hexdigest()
 
 
 class FeatureCache:
@@ -257,3 +259,9 @@ class FeatureCache:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def images_digest(hashes: dict[str, str]) -> str:
+    """One sha256 for a set of images, from {sample id: image sha256}, independent of order."""
+    lines = "".join(f"{sample_id} {digest}\n" for sample_id, digest in sorted(hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()

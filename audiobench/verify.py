@@ -1,0 +1,202 @@
+"""`audiobench verify RUN_DIR`: is this run still what its records say it is?
+
+A run records the sha256 of every image it wrote (`samples.parquet`), a digest of all of them
+(`run.json` `images`), the digest of the images its metrics saw (`metrics.json` `images`), and
+the weights hash of every model. `verify` recomputes each of these from the files and reports
+every difference ("drift"): an image edited, added or deleted after generation; metrics older
+than the images; per-sample columns that no longer average to the reported value; weights that
+changed. With `recompute`, it also evaluates a copy of the run from scratch and compares every
+value and interval with `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from audiobench.concurrency import thread_map
+from audiobench.errors import AudiobenchError
+from audiobench.models import LoadOptions, ModelZoo
+from audiobench.models.zoo import registered_roles
+from audiobench.store import RunDirectory, file_sha256, images_digest, read_json
+
+METRICS_FILE = "metrics.json"
+PER_SAMPLE = {"ais": "ais_win", "iis": "iis_win", "aic": "aic_agree", "sid": "sid_correct"}
+TOLERANCE = 1e-6  # metric values are written from float64; this only absorbs JSON rounding
+CPU = LoadOptions(torch.device("cpu"), torch.float32)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of a check: `drift` (records and files disagree) or `note` (not checkable)."""
+
+    kind: str
+    subject: str
+    message: str
+
+
+def verify(run_dir: Path, recompute: bool = False) -> list[Finding]:
+    """Every disagreement between the run's records and its files (empty: all consistent)."""
+    run = RunDirectory(run_dir)
+    record, table = run.read_run(), run.read_samples()
+    if record is None or table is None:
+        raise AudiobenchError(f"{run.path} is not a run directory (no run.json or samples.parquet)")
+    current = _image_hashes(run, table)
+    findings = _check_images(run, table, current) + _check_run_digest(record, table)
+    findings += _check_models("run.json", record.get("models", []))
+    metrics_path = run.path / METRICS_FILE
+    if metrics_path.is_file():
+        metrics = read_json(metrics_path)
+        findings += _check_metrics(metrics, table, current)
+        findings += _check_models(METRICS_FILE, metrics.get("models", []))
+        if recompute:
+            findings += _recomputed(run, metrics)
+    elif recompute:
+        findings.append(Finding("note", METRICS_FILE, "the run was never evaluated"))
+    return findings
+
+
+def _finished(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table.status == "ok"]
+
+
+def _image_hashes(run: RunDirectory, table: pd.DataFrame) -> dict[str, str | None]:
+    """sha256 of every finished sample's image as it is now (None when the file is gone)."""
+    ids = list(_finished(table).id)
+    paths = [run.image_path(sample_id) for sample_id in ids]
+    return dict(zip(ids, thread_map(_hash_or_none, paths), strict=True))
+
+
+def _hash_or_none(path: Path) -> str | None:
+    return file_sha256(path) if path.is_file() else None
+
+
+def _check_images(
+    run: RunDirectory, table: pd.DataFrame, current: dict[str, str | None]
+) -> list[Finding]:
+    findings = []
+    for row in _finished(table).itertuples():
+        now, recorded = current[row.id], getattr(row, "image_sha256", None)
+        if now is None:
+            findings.append(Finding("drift", row.id, "image missing"))
+        elif not isinstance(recorded, str):
+            findings.append(Finding("note", row.id, "no recorded hash (an older run)"))
+        elif now != recorded:
+            findings.append(Finding("drift", row.id, "image changed since it was generated"))
+    known = {f"{sample_id}.png" for sample_id in current}
+    for path in sorted(run.images_dir.glob("*.png")):
+        if path.name not in known:
+            findings.append(Finding("drift", path.name, "image not recorded in samples.parquet"))
+    return findings
+
+
+def _check_run_digest(record: dict[str, Any], table: pd.DataFrame) -> list[Finding]:
+    images = record.get("images")
+    if images is None:
+        return [Finding("note", "run.json", "no image digest: the run has not finished")]
+    finished = _finished(table)
+    recorded = dict(zip(finished.id, finished.get("image_sha256", []), strict=False))
+    if images_digest(recorded) != images["sha256"] or len(recorded) != images["count"]:
+        return [Finding("drift", "samples.parquet", "image records differ from run.json's digest")]
+    return []
+
+
+def _check_metrics(
+    metrics: dict[str, Any], table: pd.DataFrame, current: dict[str, str | None]
+) -> list[Finding]:
+    excluded = {item["id"] for item in metrics.get("excluded", [])}
+    seen = {sample_id: h for sample_id, h in current.items() if sample_id not in excluded}
+    findings = []
+    images = metrics.get("images")
+    if images is None:
+        findings.append(Finding("note", METRICS_FILE, "no image digest (an older evaluation)"))
+    elif None in seen.values() or images_digest(seen) != images["sha256"]:
+        findings.append(Finding("drift", METRICS_FILE, "images changed after the evaluation"))
+    for name, column in PER_SAMPLE.items():
+        result = metrics.get("metrics", {}).get(name)
+        if result is None:
+            continue
+        if column not in table.columns:
+            findings.append(Finding("drift", name, f"samples.parquet lacks {column}"))
+            continue
+        values = table[column].dropna().astype(float)
+        mean = 100.0 * values.mean() if len(values) else math.nan
+        if len(values) != result["n"] or not math.isclose(
+            mean, result["value"], rel_tol=TOLERANCE, abs_tol=TOLERANCE
+        ):
+            findings.append(
+                Finding(
+                    "drift",
+                    name,
+                    f"metrics.json says {result['value']:.6f} over {result['n']} samples; "
+                    f"samples.parquet's {column} gives {mean:.6f} over {len(values)}",
+                )
+            )
+    return findings
+
+
+def _check_models(source: str, models: list[dict[str, Any]]) -> list[Finding]:
+    findings = []
+    zoos: dict[str, ModelZoo] = {}
+    for entry in models:
+        role, profile = entry["role"], entry["profile"]
+        if role not in registered_roles():
+            findings.append(Finding("note", role, f"{source}: role not known to this install"))
+            continue
+        zoo = zoos.setdefault(profile, ModelZoo(profile, CPU))
+        try:
+            now = zoo.identify(role).sha256
+        except AudiobenchError as error:
+            findings.append(Finding("note", role, f"{source}: cannot check ({error})"))
+            continue
+        if now != entry["sha256"]:
+            findings.append(Finding("drift", role, f"{source}: weights changed since the run"))
+    return findings
+
+
+def _recomputed(run: RunDirectory, metrics: dict[str, Any]) -> list[Finding]:
+    """Evaluate a copy of the run (no cached embeddings of its images) and compare."""
+    from audiobench.evaluation import EvaluateSettings, evaluate
+
+    results = metrics["metrics"]
+    config = {name: result.get("config", {}) for name, result in results.items()}
+    pool = next((c["pool"] for c in config.values() if isinstance(c.get("pool"), dict)), None)
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / run.path.name
+        copy.mkdir()
+        for name in (RunDirectory.RUN_FILE, RunDirectory.SAMPLES_FILE):
+            shutil.copy2(run.path / name, copy / name)
+        shutil.copytree(run.images_dir, copy / RunDirectory.IMAGES)
+        again = evaluate(
+            EvaluateSettings(
+                run_dir=copy,
+                metrics=tuple(results),
+                profile=metrics["profile"],
+                pool_size=pool["size"] if pool else None,
+                seed=metrics["bootstrap"]["seed"],
+                n_resamples=metrics["bootstrap"]["resamples"],
+                fid_resamples=config.get("fid", {}).get("bootstrap_resamples", 100),
+            )
+        )
+    findings = []
+    for name, result in results.items():
+        new = again["metrics"][name]
+        pairs = [(result["value"], new["value"]), *zip(result["ci95"], new["ci95"], strict=True)]
+        if not all(math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=TOLERANCE) for a, b in pairs):
+            findings.append(
+                Finding(
+                    "drift",
+                    name,
+                    f"recomputed {new['value']:.6f} [{new['ci95'][0]:.6f}, {new['ci95'][1]:.6f}]"
+                    f", metrics.json says {result['value']:.6f} [{result['ci95'][0]:.6f}, "
+                    f"{result['ci95'][1]:.6f}]",
+                )
+            )
+    return findings
