@@ -1,6 +1,6 @@
 """`audiobench evaluate` (AIS + IIS + AIC) against the per-image loops of published scripts.
 
-    python -m benchmarks.metrics_bench [--n 500] [--json]
+    python -m benchmarks evaluation [--quick]
 
 Both sides score the same synthetic run (N demo-style clips: audio, reference frame and a
 "generated" picture of a random demo class) with the same tiny-profile models on the CPU:
@@ -10,18 +10,15 @@ Both sides score the same synthetic run (N demo-style clips: audio, reference fr
 - reference: one image (or clip, or name) per forward pass and a Python double loop over all
   pairs for the win rates, the way published evaluation scripts are written.
 
-It checks that both give the same scores (to 0.01 points: batch-1 and batched encoders differ
-in float rounding, which can flip a few near ties) before printing times, peak memory and the
-ratio.
+The check: both give the same scores to 0.01 points (batch-1 and batched encoders differ in
+float rounding, which can flip a few near ties).
 Each side runs in its own process so its peak memory is its own; times include building the
 models but not importing Python packages.
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +30,10 @@ from PIL import Image
 from audiobench.data import SAMPLE_RATE, write_index
 from audiobench.data.demo import CLASSES, synthetic_clip
 from audiobench.store import RunDirectory, atomic_write_bytes, png_bytes
-from benchmarks.common import Measurement, in_own_process, report
+from benchmarks.common import Measurement, in_own_process, stage_result, timed_call
 
 METRICS = ("ais", "iis", "aic")
+IMPORTS = ("open_clip", "timm", "audiobench.evaluation")
 
 
 def make_run(root: Path, count: int) -> Path:
@@ -153,44 +151,28 @@ def reference_scores(run_dir: Path) -> dict[str, float]:
     }
 
 
-def timed(function, run_dir: Path) -> tuple[dict[str, float], float]:
-    """(scores, seconds) of one side; imports are not part of the timed work."""
-    import open_clip  # noqa: F401
-    import timm  # noqa: F401
-
-    import audiobench.evaluation  # noqa: F401
-
-    start = time.perf_counter()
-    scores = function(run_dir)
-    return scores, time.perf_counter() - start
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=500, help="samples in the synthetic run")
-    parser.add_argument("--json", action="store_true")
-    arguments = parser.parse_args()
+def run(quick: bool) -> dict:
+    """Cold and warm `evaluate` against the reference, each in its own process."""
+    count = 12 if quick else 500
     with tempfile.TemporaryDirectory() as folder:
-        import os
-
-        os.environ["AUDIOBENCH_CACHE"] = str(Path(folder) / "cache")  # a cold feature cache
-        run_dir = make_run(Path(folder), arguments.n)
-        (ours, cold), cold_rss = in_own_process(timed, audiobench_scores, run_dir)
-        (_, warm), warm_rss = in_own_process(timed, audiobench_scores, run_dir)
-        (theirs, slow), slow_rss = in_own_process(timed, reference_scores, run_dir)
+        run_dir = make_run(Path(folder), count)
+        sides = {  # the cold run first: it fills the feature cache that the warm one reads
+            "audiobench evaluate, cold cache": audiobench_scores,
+            "audiobench evaluate, warm cache": audiobench_scores,
+            "reference: per-image, double loop": reference_scores,
+        }
+        scores, results = [], []
+        for name, function in sides.items():
+            (values, seconds), rss = in_own_process(timed_call, IMPORTS, function, run_dir)
+            scores.append(values)
+            results.append(Measurement(name, count, seconds, rss))
     # Encoders at batch 1 and in batches differ in float rounding (~1e-7), which can flip a few
     # near-tie comparisons out of N^2 (each worth 100 / (N (N - 1)) points).
-    differences = {name: abs(ours[name] - theirs[name]) for name in METRICS}
-    for name, difference in differences.items():
-        assert difference < 0.01, f"{name}: {ours[name]} (audiobench) != {theirs[name]}"
-    results = [
-        Measurement("reference: per-image, double loop", arguments.n, slow, slow_rss),
-        Measurement("audiobench evaluate, cold cache", arguments.n, cold, cold_rss),
-        Measurement("audiobench evaluate, warm cache", arguments.n, warm, warm_rss),
-    ]
-    ratios = {"cold / reference speed": slow / cold, "warm / reference speed": slow / warm}
-    report(results, ratios, arguments.json, extra={"scores": ours, "differences": differences})
-
-
-if __name__ == "__main__":
-    main()
+    differences = {name: abs(scores[0][name] - scores[2][name]) for name in METRICS}
+    slow = results[2].seconds
+    ratios = {
+        "cold / reference speed": slow / results[0].seconds,
+        "warm / reference speed": slow / results[1].seconds,
+    }
+    check = all(d < 0.01 for d in differences.values()) and scores[0] == scores[1]
+    return stage_result(results, ratios, check, scores=scores[0], differences=differences)

@@ -1,18 +1,16 @@
 """AudioToken training steps with cached crop features against recomputing them every step.
 
-    python -m benchmarks.train_bench [--steps 30] [--batch-size 4] [--json]
+    python -m benchmarks training [--quick]
 
 The official training loop runs BEATs on the audio and the VAE encoder on the frame of every
 sample at every step; audiobench computes both once per training crop and caches them. Both
-loops train on the demo data with the tiny profile on the CPU, with the same seed; the losses of
-the first steps must agree before any time is printed. Times exclude the one-off feature cache
-fill (reported separately) and model building.
+loops train on the demo data with the tiny profile on the CPU, with the same seed, each in its
+own process. The check: the losses of the first 5 steps agree to 1e-4. Times exclude the
+one-off feature cache fill (reported separately) and model building.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from audiobench.data.training import frame_tensor
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext
 from audiobench.trainer import TrainSettings
-from benchmarks.common import Measurement, in_own_process, report
+from benchmarks.common import Measurement, in_own_process, stage_result
 from methods.audiotoken.training import train_audiotoken
 
 
@@ -69,42 +67,28 @@ def timed_training(data: Path, out: Path, steps: int, batch_size: int, source) -
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--json", action="store_true")
-    arguments = parser.parse_args()
+def run(quick: bool) -> dict:
+    """Cached against recomputed crop features; the feature cache is the stage's scratch one."""
+    steps, batch = (3, 2) if quick else (20, 4)
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        os.environ["AUDIOBENCH_CACHE"] = str(root / "cache")  # inherited by the spawned runs
-        write_demo_dataset(root / "demo")
-        demo, steps, batch = root / "demo", arguments.steps, arguments.batch_size
+        root, demo = Path(folder), Path(folder) / "demo"
+        write_demo_dataset(demo)
         fill, _ = in_own_process(timed_training, demo, root / "fill", 1, batch, None)
-        cached, cached_rss = in_own_process(
-            timed_training, demo, root / "cached", steps, batch, None
-        )
-        recomputed, recomputed_rss = in_own_process(
-            timed_training, demo, root / "recomputed", steps, batch, RecomputedCropFeatures
-        )
-        losses = [pd.read_csv(root / name / "loss.csv").loss for name in ("cached", "recomputed")]
-    first = min(5, arguments.steps)
+        runs = {
+            "recompute BEATs + VAE every step": ("recomputed", RecomputedCropFeatures),
+            "cached crop features": ("cached", None),
+        }
+        results = []
+        for name, (out, source) in runs.items():
+            seconds, rss = in_own_process(timed_training, demo, root / out, steps, batch, source)
+            results.append(Measurement(name, steps, seconds, rss))
+        losses = [pd.read_csv(root / out / "loss.csv").loss for out, _ in runs.values()]
+    first = min(5, steps)
     gap = float(np.abs(losses[0][:first] - losses[1][:first]).max())
-    assert gap < 1e-4, f"the two loops' losses differ by {gap} in the first {first} steps"
-    results = [
-        Measurement("recompute BEATs + VAE every step", steps, recomputed, recomputed_rss),
-        Measurement("cached crop features", steps, cached, cached_rss),
-    ]
-    report(
+    return stage_result(
         results,
-        {"cached / recomputed steps per second": recomputed / cached},
-        arguments.json,
-        extra={
-            "cache fill + 1 step (s)": round(fill, 2),
-            f"max loss difference, first {first} steps": gap,
-        },
+        {"cached / recomputed steps per second": results[0].seconds / results[1].seconds},
+        gap < 1e-4,
+        cache_fill_and_one_step_seconds=round(fill, 2),
+        max_loss_difference_first_steps=gap,
     )
-
-
-if __name__ == "__main__":
-    main()

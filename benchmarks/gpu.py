@@ -1,0 +1,773 @@
+"""GPU benchmark of the paper-size models, random weights: `python -m benchmarks.gpu --json OUT`.
+
+One command on one GPU, under 10 minutes, no downloads: SD v1.4 (UNet, VAE, CLIP ViT-L/14 text
+encoder), BEATs base, CLIP ViT-L/14's image tower, torch-fidelity's Inception and the AudioToken
+embedder are built at their published sizes with random weights (speed does not depend on the
+weights' values). Four sections, each a few rows of a table and of the JSON:
+
+1. generation: images/s at 512 px, 50 PNDM steps, guidance 7.5, batch 1 and 8, fp16 and bf16,
+   and the reference fp32 batch 1; a reduced number of steps is run and scaled to 50 from the
+   measured time per UNet call (the fixed costs, text encoder and VAE decoder, are kept as run);
+2. training: AudioToken steps/s at batch 8 (embedder, text encoder and UNet forward and backward,
+   frozen models, precomputed latents and BEATs features) under fp16/bf16 autocast and in fp32;
+3. evaluation: CLIP ViT-L/14 image embeddings + Inception features, one image per forward pass
+   in fp32 (the reference) against batches of 64;
+4. BEATs layer features of 5 s clips, batch 1 against batch 16.
+
+`--device cpu --smoke` runs the same code on the project's tiny models at toy sizes (seconds), so
+the benchmark is tested without a GPU. A global time guard (`--time-limit`, 8.5 minutes) records
+the rows it had no time for as skipped; the JSON is rewritten after every row, so a run killed
+from outside still leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from audiobench.environment import package_versions
+from audiobench.models.zoo import LoadOptions
+
+PROMPT = "A photo of a dog barking"
+GUIDANCE = 7.5
+NOMINAL_STEPS = 50
+SAMPLE_RATE = 16_000
+AUDIO_SECONDS = 5.0
+DEFAULT_TIME_LIMIT_S = 510.0  # 8.5 minutes: leaves room under a 10-minute limit
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Stable row keys: the batch sizes in the names differ between the full and the smoke run.
+ROW_KEYS = (
+    "generation/fp32/single",
+    "generation/fp16/single",
+    "generation/fp16/batched",
+    "generation/bf16/single",
+    "generation/bf16/batched",
+    "training/fp32",
+    "training/fp16-autocast",
+    "training/bf16-autocast",
+    "evaluation/single",
+    "evaluation/batched",
+    "beats/single",
+    "beats/batched",
+)
+# BEATs base (iter3+ AS2M): the tiny configuration's keys at the published sizes.
+BEATS_BASE = {
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "embed_dim": 512,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "num_buckets": 320,
+    "max_distance": 800,
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run measures: the paper's sizes, or toy sizes for `--smoke`."""
+
+    smoke: bool
+    image_size: int
+    measured_steps: int
+    generation_batch: int
+    train_batch: int
+    train_steps: int
+    eval_images: int
+    beats_clips: int
+    repeats: int
+    warmups: int
+
+
+FULL = Sizes(False, 512, 10, 8, 8, 5, 64, 16, repeats=2, warmups=1)
+SMOKE = Sizes(True, 64, 2, 8, 8, 1, 4, 4, repeats=1, warmups=1)  # tests the code, not speed
+
+
+@dataclass
+class Row:
+    """One measurement; `status` is ok, skipped (time guard) or an error message."""
+
+    key: str
+    section: str
+    name: str
+    precision: str
+    batch: int
+    items: int = 0
+    seconds: float | None = None
+    items_per_second: float | None = None
+    peak_memory_mib: float | None = None
+    tf32_matmul: bool | None = None  # as it was during the row (speechbrain's import sets it)
+    status: str = "ok"
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    """Runs rows against a deadline, keeps the results and rewrites the JSON after each row."""
+
+    device: torch.device
+    sizes: Sizes
+    deadline: float
+    json_path: Path | None
+    header: dict[str, Any]
+    rows: dict[str, Row] = field(default_factory=dict)
+    section_seconds: dict[str, float] = field(default_factory=dict)
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def measure(self, row: Row, run: Callable[[], tuple[int, float]]) -> Row:
+        """`run()` -> (items, seconds); records peak memory, the time guard and any error."""
+        if self.expired():
+            row.status = "skipped: time guard"
+        else:
+            free_memory(self.device)
+            row.tf32_matmul = torch.backends.cuda.matmul.allow_tf32
+            try:
+                row.items, row.seconds = run()
+                row.items_per_second = row.items / row.seconds
+            except Exception as error:  # one failing row must not lose the others
+                row.status = f"error: {type(error).__name__}: {str(error)[:300]}"
+            row.peak_memory_mib = peak_memory_mib(self.device)
+        self.rows[row.key] = row
+        print(format_row(row), flush=True)
+        self.write()
+        return row
+
+    def fail_remaining(self, section: str, reason: str) -> None:
+        """Mark a section's rows that never ran (its models failed to build, or no time)."""
+        for key in ROW_KEYS:
+            if key.startswith(f"{section}/") and key not in self.rows:
+                self.rows[key] = Row(key, section, key, "", 0, status=reason)
+
+    def payload(self) -> dict[str, Any]:
+        rows = [asdict(self.rows[key]) for key in ROW_KEYS if key in self.rows]
+        return {
+            **self.header,
+            "section_seconds": self.section_seconds,  # model building included
+            "rows": rows,
+            "ratios": ratios(self.rows),
+        }
+
+    def write(self) -> None:
+        if self.json_path is not None:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+            self.json_path.write_text(json.dumps(self.payload(), indent=2) + "\n")
+
+
+# ---- timing ---------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    """Kernels run asynchronously: a timing is only true once the device has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free_memory(device: torch.device) -> None:
+    """Drop the previous row's cached blocks and peak so each row's peak memory is its own."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def clock(work: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of `work`, synchronized on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def best_of(run: Callable[[], float], repeats: int, warmups: int) -> float:
+    """Fastest of `repeats` timed runs after `warmups` untimed ones (kernel selection, caches)."""
+    for _ in range(warmups):
+        run()
+    return min(run() for _ in range(repeats))
+
+
+def timed_row(bench: Bench, row: Row, items: int, work: Callable[[], object]) -> Row:
+    """A row whose `items` are processed by one call of `work`: its best synchronized time."""
+    sizes = bench.sizes
+
+    def run() -> tuple[int, float]:
+        return items, best_of(lambda: clock(work, bench.device), sizes.repeats, sizes.warmups)
+
+    return bench.measure(row, run)
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def built_on(device: torch.device) -> Iterator[None]:
+    """Create parameters directly on the device: initialising ~1.5 B random weights is seconds
+    on a GPU and minutes on a few CPU cores."""
+    with torch.device(device):
+        yield
+
+
+def paper_pipeline(device: torch.device):
+    """SD v1.4 at its published sizes with random weights; the scheduler (PNDM, SD v1.4's config)
+    and the real CLIP tokenizer come from the project's tiny pipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    from audiobench.models.sd import SD
+
+    tiny = SD.build_tiny(LoadOptions(torch.device("cpu"), torch.float32))
+    with built_on(device):
+        parts = {"unet": sd_unet(), "vae": sd_vae(), "text_encoder": sd_text_encoder()}
+    pipeline = StableDiffusionPipeline(
+        **{**tiny.components, **parts, "safety_checker": None}, requires_safety_checker=False
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device)
+
+
+def sd_unet():
+    """SD v1.4's UNet config (860 M parameters)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+    )
+
+
+def sd_vae():
+    """SD v1.4's AutoencoderKL config (84 M parameters, 8x downsampling to 4 channels)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+
+
+def sd_text_encoder():
+    """CLIP ViT-L/14's text transformer, SD v1.4's text encoder (123 M parameters)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from audiobench.models.clip_tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
+
+    config = CLIPTextConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_attention_heads=12,
+        num_hidden_layers=12,
+        max_position_embeddings=CONTEXT_LENGTH,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    return CLIPTextModel(config)
+
+
+def sd_pipeline(sizes: Sizes, device: torch.device):
+    if sizes.smoke:
+        from audiobench.models.sd import SD
+
+        return SD.build_tiny(LoadOptions(device, torch.float32))
+    return paper_pipeline(device)
+
+
+def clip_image_model(sizes: Sizes, device: torch.device) -> torch.nn.Module:
+    """open_clip ViT-L/14 (QuickGELU, as OpenAI's weights), or the project's tiny CLIP."""
+    import open_clip
+
+    from audiobench.models.clip import CLIP_L14
+
+    if sizes.smoke:
+        return CLIP_L14.build_tiny(LoadOptions(device, torch.float32)).model
+    model = open_clip.create_model(
+        "ViT-L-14", pretrained=None, force_quick_gelu=True, device=device
+    )
+    return model.eval().requires_grad_(False)
+
+
+def beats_features(sizes: Sizes, device: torch.device):
+    """BEATs base with random weights through the project's loader (a {'cfg', 'model'} file)."""
+    from speechbrain.lobes.models.beats import BEATs
+
+    from audiobench.models.zoo import tiny_checkpoint
+    from methods.audiotoken.beats import BEATS, TINY_CONFIG, load_beats
+
+    options = LoadOptions(device, torch.float32)
+    if sizes.smoke:
+        return BEATS.build_tiny(options)
+    config = {**TINY_CONFIG, **BEATS_BASE}
+    path = tiny_checkpoint(
+        "beats-base-random.pt",
+        BEATs,
+        {"cfg": config, "model": {}},
+        lambda cls, placeholder: cls(ckp_path=placeholder),
+        lambda model: {"cfg": config, "model": model.state_dict()},
+    )
+    return load_beats(path, options)
+
+
+def inception_features(device: torch.device):
+    """torch-fidelity's Inception at its real size: the tiny profile's random weights file."""
+    from audiobench.models.inception import INCEPTION
+
+    return INCEPTION.build_tiny(LoadOptions(device, torch.float32))
+
+
+# ---- 1. generation --------------------------------------------------------------------------
+
+
+class StepClock:
+    """A `callback_on_step_end` that timestamps (synchronized) the end of every UNet call."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.times: list[float] = []
+
+    def __call__(self, pipeline, step: int, timestep, tensors: dict) -> dict:
+        synchronize(self.device)
+        self.times.append(time.perf_counter())
+        return tensors
+
+
+def unet_calls(pipeline, steps: int) -> int:
+    """UNet calls of a PNDM run of `steps` steps (PLMS without PRK runs steps + 1)."""
+    scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)
+
+
+def extrapolate(total: float, step_ends: list[float], target_calls: int) -> float:
+    """Seconds of a run with `target_calls` UNet calls, from one with len(step_ends) calls:
+    the run's own time plus the missing calls at the measured time per call."""
+    per_call = (step_ends[-1] - step_ends[0]) / (len(step_ends) - 1)
+    return total + (target_calls - len(step_ends)) * per_call
+
+
+def generate_seconds(pipeline, sizes: Sizes, batch: int, steps: int, device) -> float:
+    """Seconds for `batch` images at NOMINAL_STEPS, from one run of `steps` steps."""
+    step_clock = StepClock(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random fp16 weights may decode NaN pixels
+        total = clock(
+            lambda: pipeline(
+                prompt=[PROMPT] * batch,
+                height=sizes.image_size,
+                width=sizes.image_size,
+                num_inference_steps=steps,
+                guidance_scale=GUIDANCE,
+                generator=torch.Generator("cpu").manual_seed(0),
+                callback_on_step_end=step_clock,
+            ),
+            device,
+        )
+    return extrapolate(total, step_clock.times, unet_calls(pipeline, NOMINAL_STEPS))
+
+
+def generation_row(bench: Bench, pipeline, precision: str, batch: int) -> Row:
+    sizes, device = bench.sizes, bench.device
+    kind = "single" if batch == 1 else "batched"
+    reference = " (reference)" if precision == "fp32" else ""
+    name = f"generate {precision} batch {batch}{reference}"
+    row = Row(f"generation/{precision}/{kind}", "generation", name, precision, batch)
+    row.note = f"{sizes.measured_steps} PNDM steps measured, scaled to {NOMINAL_STEPS}"
+
+    def run() -> tuple[int, float]:
+        for _ in range(sizes.warmups):  # kernel selection at this shape and dtype, 2 steps
+            generate_seconds(pipeline, sizes, batch, 2, device)
+        seconds = best_of(
+            lambda: generate_seconds(pipeline, sizes, batch, sizes.measured_steps, device),
+            sizes.repeats,
+            warmups=0,
+        )
+        return batch, seconds
+
+    return bench.measure(row, run)
+
+
+def bench_generation(bench: Bench) -> None:
+    """fp32 batch 1 (reference), then fp16 and bf16 at batch 1 and the generation batch; the
+    pipeline's weights are converted in place, so only one copy is ever on the device."""
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()  # in-place casts of random weights warn about float32 modules
+    pipeline = sd_pipeline(bench.sizes, bench.device)
+    bench.header["attention_processor"] = type(
+        next(iter(pipeline.unet.attn_processors.values()))
+    ).__name__
+    batched = bench.sizes.generation_batch
+    for precision, batches in (("fp32", (1,)), ("fp16", (1, batched)), ("bf16", (1, batched))):
+        pipeline.to(dtype=PRECISIONS[precision])
+        for batch in batches:
+            generation_row(bench, pipeline, precision, batch)
+
+
+# ---- 2. training ----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainParts:
+    """Everything an AudioToken step touches; the batch's inputs are precomputed tensors."""
+
+    pipeline: Any
+    embedder: torch.nn.Module
+    prompt: Any
+    scheduler: Any
+    optimizer: torch.optim.Optimizer
+    features: torch.Tensor  # (B, T, 3C) BEATs layer features
+    latents: torch.Tensor  # (B, 4, h, w) scaled VAE latents
+
+
+def train_parts(sizes: Sizes, device: torch.device) -> TrainParts:
+    """SD frozen in fp32 (mixed precision is autocast, as accelerate does in training.py)."""
+    from diffusers import DDPMScheduler
+
+    from methods.audiotoken.beats import LAYERS, TINY_CONFIG
+    from methods.audiotoken.embedder import AudioTokenEmbedder
+    from methods.audiotoken.prompt import AudioTokenPrompt
+    from methods.audiotoken.training import WEIGHT_DECAY
+
+    pipeline = sd_pipeline(sizes, device)
+    for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
+        module.requires_grad_(False)
+    width = pipeline.text_encoder.config.hidden_size
+    beats_width = (TINY_CONFIG if sizes.smoke else BEATS_BASE)["encoder_embed_dim"]
+    feature_dim = len(LAYERS) * beats_width  # BEATs layers 4, 8 and 12: 2304 at full size
+    embedder = AudioTokenEmbedder(feature_dim, width).to(device).train()
+    latent = pipeline.unet.config.sample_size
+    patches = 248  # BEATs patches of a 5 s clip: 31 time x 8 frequency
+    return TrainParts(
+        pipeline=pipeline,
+        embedder=embedder,
+        prompt=AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder),
+        scheduler=DDPMScheduler.from_config(pipeline.scheduler.config),
+        optimizer=torch.optim.AdamW(embedder.parameters(), lr=1e-4, weight_decay=WEIGHT_DECAY),
+        features=torch.randn(sizes.train_batch, patches, feature_dim, device=device),
+        latents=torch.randn(sizes.train_batch, 4, latent, latent, device=device),
+    )
+
+
+def train_step(parts: TrainParts, dtype: torch.dtype | None, scaler) -> None:
+    """One step of methods/audiotoken/training.py: LDM MSE + 0.01 mean|token|, AdamW."""
+    from methods.audiotoken.training import L1_WEIGHT
+
+    latents, device = parts.latents, parts.latents.device
+    noise = torch.randn_like(latents)
+    timesteps = torch.randint(
+        parts.scheduler.config.num_train_timesteps, (latents.shape[0],), device=device
+    )
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        tokens = parts.embedder(parts.features)
+        embeds = parts.prompt.encode(tokens)
+        noisy = parts.scheduler.add_noise(latents, noise, timesteps)
+        predicted = parts.pipeline.unet(noisy, timesteps, embeds).sample
+    loss = F.mse_loss(predicted.float(), noise) + L1_WEIGHT * tokens.float().abs().mean()
+    scaler.scale(loss).backward()
+    scaler.step(parts.optimizer)
+    scaler.update()
+    parts.optimizer.zero_grad(set_to_none=True)
+
+
+def training_row(bench: Bench, parts: TrainParts, precision: str) -> Row:
+    sizes, device = bench.sizes, bench.device
+    dtype = None if precision == "fp32" else PRECISIONS[precision]
+    key = "training/fp32" if dtype is None else f"training/{precision}-autocast"
+    name = f"train step batch {sizes.train_batch} " + (
+        "fp32" if dtype is None else f"{precision} autocast"
+    )
+    row = Row(key, "training", name, precision, sizes.train_batch)
+    row.note = "items are steps; latents and BEATs features precomputed"
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def steps() -> None:
+        for _ in range(sizes.train_steps):
+            train_step(parts, dtype, scaler)
+
+    return timed_row(bench, row, sizes.train_steps, steps)
+
+
+def bench_training(bench: Bench) -> None:
+    parts = train_parts(bench.sizes, bench.device)
+    for precision in ("fp32", "fp16", "bf16"):
+        training_row(bench, parts, precision)
+
+
+# ---- 3. evaluation --------------------------------------------------------------------------
+
+
+def clip_embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> unit CLIP embeddings: resize to 224, OpenAI normalisation."""
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    mean = torch.tensor(OPENAI_DATASET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD, device=images.device).view(1, 3, 1, 1)
+    pixels = F.interpolate(images.float() / 255, size=224, mode="bicubic", align_corners=False)
+    return F.normalize(model.encode_image((pixels - mean) / std).float(), dim=-1)
+
+
+def evaluation_row(bench: Bench, clip, inception, images: torch.Tensor, batch: int) -> Row:
+    kind = "single" if batch == 1 else "batched"
+    reference = " (reference)" if batch == 1 else ""
+    name = f"CLIP L/14 + Inception fp32 batch {batch}{reference}"
+    row = Row(f"evaluation/{kind}", "evaluation", name, "fp32", batch)
+    row.note = "generated-size uint8 images already on the device"
+
+    @torch.no_grad()
+    def work() -> None:
+        for chunk in images.split(batch):
+            clip_embed(clip, chunk).cpu()
+            inception.features(chunk)
+
+    return timed_row(bench, row, len(images), work)
+
+
+def bench_evaluation(bench: Bench) -> None:
+    sizes, device = bench.sizes, bench.device
+    clip = clip_image_model(sizes, device)
+    inception = inception_features(device)
+    shape = (sizes.eval_images, 3, sizes.image_size, sizes.image_size)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    for batch in (1, sizes.eval_images):
+        evaluation_row(bench, clip, inception, images, batch)
+
+
+# ---- 4. BEATs -------------------------------------------------------------------------------
+
+
+def beats_row(bench: Bench, beats, audio: torch.Tensor, batch: int) -> Row:
+    kind = "single" if batch == 1 else "batched"
+    name = f"BEATs layers 4/8/12, 5 s clips, fp32 batch {batch}"
+    row = Row(f"beats/{kind}", "beats", name, "fp32", batch)
+
+    def work() -> None:
+        for chunk in audio.split(batch):
+            beats.layer_features(chunk)
+
+    return timed_row(bench, row, len(audio), work)
+
+
+def bench_beats(bench: Bench) -> None:
+    beats = beats_features(bench.sizes, bench.device)
+    samples = int(AUDIO_SECONDS * SAMPLE_RATE)
+    audio = 0.1 * torch.randn(bench.sizes.beats_clips, samples, device=bench.device)
+    for batch in (1, bench.sizes.beats_clips):
+        beats_row(bench, beats, audio, batch)
+
+
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "generation": bench_generation,
+    "training": bench_training,
+    "evaluation": bench_evaluation,
+    "beats": bench_beats,
+}
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def ratio(rows: dict[str, Row], top: str, bottom: str) -> float | None:
+    """Throughput of `top` over `bottom`, or None when either did not run."""
+    a, b = rows.get(top), rows.get(bottom)
+    if a is None or b is None or a.items_per_second is None or b.items_per_second is None:
+        return None
+    return a.items_per_second / b.items_per_second
+
+
+RATIOS = {  # name -> (numerator row, denominator row)
+    "generation fp16 batched / batch 1": ("generation/fp16/batched", "generation/fp16/single"),
+    "generation bf16 batched / batch 1": ("generation/bf16/batched", "generation/bf16/single"),
+    "generation fp16 batch 1 / fp32 batch 1": ("generation/fp16/single", "generation/fp32/single"),
+    "generation fp16 batched / fp32 batch 1 (reference)": (
+        "generation/fp16/batched",
+        "generation/fp32/single",
+    ),
+    "training fp16 autocast / fp32": ("training/fp16-autocast", "training/fp32"),
+    "training bf16 autocast / fp32": ("training/bf16-autocast", "training/fp32"),
+    "evaluation batched / per-image (reference)": ("evaluation/batched", "evaluation/single"),
+    "beats batched / batch 1": ("beats/batched", "beats/single"),
+}
+
+
+def ratios(rows: dict[str, Row]) -> dict[str, float | None]:
+    return {name: ratio(rows, top, bottom) for name, (top, bottom) in RATIOS.items()}
+
+
+def format_row(row: Row) -> str:
+    """A table line: throughput, seconds and peak memory, or why the row has no numbers."""
+    head = f"{row.section:10} {row.name:52}"
+    if row.status != "ok":
+        return f"{head} {row.status}"
+    memory = "-" if row.peak_memory_mib is None else f"{row.peak_memory_mib:.0f}"
+    return f"{head} {row.items_per_second:10.3f} {row.seconds:9.3f} {memory:>10}"
+
+
+def print_report(bench: Bench) -> None:
+    payload = bench.payload()
+    print(f"\n{'section':10} {'measurement':52} {'items/s':>10} {'seconds':>9} {'peak MiB':>10}")
+    for key in ROW_KEYS:
+        print(format_row(bench.rows[key]))
+    print()
+    for name, value in payload["ratios"].items():
+        print(f"{name}: " + ("n/a" if value is None else f"{value:.2f}x"))
+    target = payload["ratios"]["generation fp16 batched / batch 1"]
+    if bench.device.type == "cuda" and target is not None:
+        print(f"batch {bench.sizes.generation_batch} / batch 1 target >= 3x: ", end="")
+        print("met" if target >= 3 else "NOT met")
+    for line in payload["notes"]:
+        print(f"note: {line}")
+
+
+def header(device: torch.device, sizes: Sizes, time_limit: float) -> dict[str, Any]:
+    """The machine, versions, date, precision settings and what the numbers mean."""
+    cuda = device.type == "cuda"
+    steps = sizes.measured_steps
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "cuda": torch.version.cuda,
+        "versions": package_versions(),
+        "smoke": sizes.smoke,
+        "sizes": asdict(sizes),
+        "time_limit_s": time_limit,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "notes": [
+            f"generation: {steps} PNDM steps measured per run, scaled to {NOMINAL_STEPS} steps "
+            "from the measured time per UNet call; guidance 7.5; "
+            f"{sizes.image_size} px; items are images",
+            "random weights at the published sizes" if not sizes.smoke else "smoke: tiny models",
+            "peak memory: torch.cuda.max_memory_allocated, reset before every row; it includes "
+            "the weights of the models on the device",
+            "TF32 matmul is left at its default; importing speechbrain (BEATs, the last section) "
+            "turns it on (speechbrain.utils.quirks; SB_DISABLE_QUIRKS=allow_tf32 prevents it), "
+            "so every row records the value it ran with",
+        ],
+    }
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_cache() -> Iterator[None]:
+    """Random weight files and the tokenizer go to a temporary AUDIOBENCH_CACHE (the BEATs base
+    file alone is 360 MB), and nothing may reach the network."""
+    previous = {name: os.environ.get(name) for name in ("AUDIOBENCH_CACHE", "HF_HUB_OFFLINE")}
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["AUDIOBENCH_CACHE"] = folder
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def run_section(bench: Bench, name: str) -> None:
+    """One section; if its models fail to build, its rows say why and the others still run."""
+    if bench.expired():
+        bench.fail_remaining(name, "skipped: time guard")
+        return
+    start = time.perf_counter()
+    try:
+        SECTIONS[name](bench)
+    except Exception as error:
+        message = f"error: {type(error).__name__}: {str(error)[:300]}"
+        print(f"{name}: {message}", file=sys.stderr, flush=True)
+        bench.fail_remaining(name, message)
+    finally:
+        bench.section_seconds[name] = round(time.perf_counter() - start, 1)
+        free_memory(bench.device)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny models and sizes (seconds)")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        metavar="S",
+        help="skip the rows not started after S seconds (default %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 1 when a row failed (not when the time guard skipped rows)."""
+    arguments = parse(argv)
+    device = torch.device(arguments.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here: `--device cpu --smoke` runs the tiny version", file=sys.stderr)
+        return 2
+    sizes = SMOKE if arguments.smoke else FULL
+    if sizes.smoke and device.type == "cpu":
+        # Tiny ops on a busy machine: OpenMP threads spin-waiting for a core made calls ~40x
+        # slower on a shared 2-core CI box. The smoke run checks the code, not the speed.
+        torch.set_num_threads(1)
+    start = time.monotonic()
+    bench = Bench(
+        device,
+        sizes,
+        start + arguments.time_limit,
+        arguments.json,
+        header(device, sizes, arguments.time_limit),
+    )
+    with scratch_cache():
+        for name in SECTIONS:
+            run_section(bench, name)
+    bench.header["total_seconds"] = round(time.monotonic() - start, 1)
+    bench.write()
+    print_report(bench)
+    print(f"total: {bench.header['total_seconds']:.0f} s")
+    failed = [row.key for row in bench.rows.values() if row.status.startswith("error")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
