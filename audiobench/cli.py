@@ -512,6 +512,8 @@ def report(
 
 
 def _html_report(reports, rows, with_ci: bool, out: Path | None, classes: Path | None) -> str:
+    import warnings
+
     from audiobench.data.vggsound import read_classes
     from audiobench.store import atomic_write_bytes
 
@@ -523,7 +525,11 @@ def _html_report(reports, rows, with_ci: bool, out: Path | None, classes: Path |
     if out is not None:
         for index, data in enumerate(figures.values()):
             atomic_write_bytes(out.with_name(f"{out.stem}_figure{index + 1}.png"), data)
-    breakdown = reports.per_class(runs, read_classes(classes) if classes else None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        breakdown = reports.per_class(runs, read_classes(classes) if classes else None)
+    for warning in caught:
+        print(f"warning: {classes}: {warning.message}", file=sys.stderr)
     tables = {
         "Per class (%)": breakdown["class"],
         "Per supercategory (%)": breakdown["supercategory"],

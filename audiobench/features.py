@@ -133,30 +133,34 @@ class Features:
         load: Callable[[list], list],
         what: str,
     ) -> list[np.ndarray]:
-        """Features of `inputs` for every kind; each missing input is loaded once for all."""
+        """Features of `inputs` for every kind; each missing input is loaded once for all.
+
+        The distinct inputs are cut into fixed batches in order, and a batch with anything
+        missing is computed whole: every feature always comes from the same batch, so an
+        evaluation resumed after a kill gives the bits of an uninterrupted one.
+        """
         caches = [self._cache(folder, kind) for kind in kinds]
         missing = [set(cache.missing(keys)) for cache in caches]
-        pending = [
-            (key, item)
-            for key, item in dict(zip(keys, inputs, strict=True)).items()
-            if any(key in wanted for wanted in missing)
-        ]
+        distinct = list(dict(zip(keys, inputs, strict=True)).items())
         batches = [
-            pending[start : start + self.batch_size]
-            for start in range(0, len(pending), self.batch_size)
+            distinct[start : start + self.batch_size]
+            for start in range(0, len(distinct), self.batch_size)
         ]
-        mine = [batch for index, batch in enumerate(batches) if self.processes.owns(index)]
+        mine = [
+            batch
+            for index, batch in enumerate(batches)
+            if self.processes.owns(index) and any(key in m for key, _ in batch for m in missing)
+        ]
         if mine:
             computers = [COMPUTERS[kind.kind](self.zoo.load(kind.role)) for kind in kinds]
             roles = ", ".join(sorted({kind.role for kind in kinds}))
             with progress_bar(sum(map(len, mine)), f"{roles}: {what}") as advance:
                 for batch in mine:
                     loaded = load([item for _, item in batch])
+                    batch_keys = [key for key, _ in batch]
                     for cache, wanted, compute in zip(caches, missing, computers, strict=True):
-                        rows = [i for i, (key, _) in enumerate(batch) if key in wanted]
-                        if rows:
-                            values = compute([loaded[i] for i in rows])
-                            cache.put([batch[i][0] for i in rows], values)
+                        if wanted.intersection(batch_keys):
+                            cache.put(batch_keys, compute(loaded))
                     advance(len(batch))
         if self.processes.size > 1:  # read what the other processes computed
             self.processes.wait()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ TINY_WARNING = (
     "meaningless and only show that the pipeline runs."
 )
 FORMATS = ("markdown", "latex", "html")
+UNLISTED = "(not in the class list)"
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,14 @@ def per_class(rows: list[Row], classes: dict[str, str] | None = None) -> dict[st
     by_class = values.pivot_table("value", "label", ["metric", "method"], aggfunc="mean")
     by_group = None
     if classes is not None:
-        values["supercategory"] = values["label"].map(classes).fillna("(not in the class list)")
+        unknown = sorted(set(values["label"]) - set(classes))
+        if unknown:
+            warnings.warn(
+                f"{len(unknown)} labels are not in the class list ({', '.join(unknown[:3])}"
+                f"{', ...' if len(unknown) > 3 else ''}): grouped as {UNLISTED}",
+                stacklevel=2,
+            )
+        values["supercategory"] = values["label"].map(classes).fillna(UNLISTED)
         by_group = values.pivot_table(
             "value", "supercategory", ["metric", "method"], aggfunc="mean"
         )

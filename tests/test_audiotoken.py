@@ -234,3 +234,22 @@ def test_paper_profile_needs_a_checkpoint(demo_dir, tmp_path, cli):
         tmp_path / "ckpt",
     )
     assert code == 2 and "has nothing to train" in err
+
+
+def test_loading_speechbrain_leaves_the_tf32_flags_alone():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: speechbrain applies its quirks only once per process.
+    script = (
+        "import torch\n"
+        "before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"
+        "from methods.audiotoken.xvector import _build_tiny\n"
+        "from methods.audiotoken.beats import _tiny_checkpoint, load_beats\n"
+        "load_beats(_tiny_checkpoint())\n"
+        "import speechbrain.core\n"
+        "after = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"
+        "assert after == before, (before, after)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

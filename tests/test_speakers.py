@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fractions
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,47 +17,10 @@ from audiobench.errors import AudiobenchError
 from audiobench.metrics.scores import identification_accuracy
 from audiobench.models import LoadOptions
 from methods.audiotoken.xvector import _build_tiny, load_xvector
+from tests.media import voice, write_mp4
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
 PITCH = {"Ada Lovelace": 110.0, "Grace": 210.0, "Linus": 160.0}
-
-
-def voice(pitch: float, seconds: float, seed: int) -> np.ndarray:
-    """A vowel-like voice: a glottal pulse train at `pitch` through two formant resonances,
-    with syllable-rate amplitude modulation, so speakers differ as real ones do, in pitch."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    jitter = 1 + 0.01 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
-    phase = np.cumsum(pitch * jitter / SAMPLE_RATE)
-    source = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 25))
-    formants = sum(np.sin(2 * np.pi * f * t) for f in (pitch * 5, pitch * 11)) * 0.2
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6)) ** 2
-    signal = (source + formants * source) * envelope
-    return (0.3 * signal / np.abs(signal).max()).astype(np.float32)
-
-
-def write_mp4(path: Path, audio: np.ndarray, brightness_per_second: float = 20.0) -> None:
-    """A talking-head stand-in: frames whose brightness encodes the time, and the voice."""
-    seconds = audio.size / SAMPLE_RATE
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=5)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        for index in range(round(seconds * 5)):
-            level = min(255, round(index / 5 * brightness_per_second))
-            pixels = np.full((48, 64, 3), level, np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
-        for start in range(0, audio.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(
-                audio[None, start : start + 1024], format="fltp", layout="mono"
-            )
-            chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
-            chunk.time_base = fractions.Fraction(1, SAMPLE_RATE)
-            container.mux(sound.encode(chunk))
-        container.mux(sound.encode())
 
 
 @pytest.fixture(scope="module")

@@ -406,6 +406,12 @@ def _finish(out: Path, entries: list[ClipEntry], outcomes: dict[str, dict]) -> P
     columns = ["id", "audio_start", "audio_end", "frame"]
     atomic_write_parquet(out / TRAIN_CROPS, pd.DataFrame(crops, columns=columns))
     reasons = [(r["id"], *r["reason"].split(": ", 1)) for r in skipped]
+    listings = Counter(entry.id for entry in entries)
+    reasons += [
+        (clip_id, "duplicate", f"listed {count} times; prepared or skipped once")
+        for clip_id, count in listings.items()
+        if count > 1
+    ]
     table = pd.DataFrame(reasons, columns=["id", "reason", "detail"])
     atomic_write_bytes(out / SKIPPED, table.to_csv(index=False).encode())
     return PrepareSummary(len(rows), dict(Counter(reason for _, reason, _ in reasons)), out)

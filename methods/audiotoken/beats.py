@@ -22,6 +22,7 @@ from audiobench.models.zoo import (
     tiny_checkpoint,
     weight_file,
 )
+from methods.audiotoken.speechbrain_import import speechbrain_module
 
 CHECKPOINT = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
 LAYERS = (4, 8, 12)
@@ -73,7 +74,7 @@ class BeatsFeatures:
 
 def load_beats(path: Path, options: LoadOptions | None = None) -> BeatsFeatures:
     """The official `{'cfg', 'model'}` checkpoint as a frozen `BeatsFeatures`."""
-    from speechbrain.lobes.models.beats import BEATs
+    BEATs = speechbrain_module("speechbrain.lobes.models.beats").BEATs
 
     load_state_dict(path, key="model")  # tensors only: refuses pickled code before BEATs loads
     options = options or LoadOptions(torch.device("cpu"), torch.float32)
@@ -82,7 +83,7 @@ def load_beats(path: Path, options: LoadOptions | None = None) -> BeatsFeatures:
 
 def _tiny_checkpoint() -> Path:
     """A seeded random BEATs of the tiny configuration in the official {'cfg', 'model'} format."""
-    from speechbrain.lobes.models.beats import BEATs
+    BEATs = speechbrain_module("speechbrain.lobes.models.beats").BEATs
 
     return tiny_checkpoint(
         f"beats-tiny-seed{TINY_SEED}.pt",

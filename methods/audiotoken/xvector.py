@@ -35,6 +35,7 @@ from audiobench.models.zoo import (
     variance_preserving_init,
     weight_file,
 )
+from methods.audiotoken.speechbrain_import import speechbrain_module
 
 REPO = "speechbrain/spkrec-xvect-voxceleb"
 CHECKPOINT = "embedding_model.ckpt"
@@ -48,9 +49,8 @@ class XvectorFeatures:
     """A frozen X-vector network with its feature pipeline: (B, S) 16 kHz audio -> (B, 1, D)."""
 
     def __init__(self, network: torch.nn.Module, lin_neurons: int, options: LoadOptions) -> None:
-        from speechbrain.lobes.features import Fbank
-
-        self.fbank = Fbank(n_mels=N_MELS).to(options.device)
+        features = speechbrain_module("speechbrain.lobes.features")
+        self.fbank = features.Fbank(n_mels=N_MELS).to(options.device)
         self.network = network.to(options.device, torch.float32).eval().requires_grad_(False)
         self.lin_neurons = lin_neurons
         self.device = options.device
@@ -73,10 +73,9 @@ class XvectorFeatures:
 
 
 def build_xvector(tdnn_channels: Sequence[int], lin_neurons: int) -> torch.nn.Module:
-    from speechbrain.lobes.models.Xvector import Xvector
-    from speechbrain.nnet.pooling import StatisticsPooling
-
-    network = Xvector(
+    xvector = speechbrain_module("speechbrain.lobes.models.Xvector")
+    pooling = speechbrain_module("speechbrain.nnet.pooling")
+    network = xvector.Xvector(
         in_channels=N_MELS,
         activation=torch.nn.LeakyReLU,
         tdnn_blocks=5,
@@ -86,7 +85,7 @@ def build_xvector(tdnn_channels: Sequence[int], lin_neurons: int) -> torch.nn.Mo
         lin_neurons=lin_neurons,
     )
     for module in network.modules():
-        if isinstance(module, StatisticsPooling):
+        if isinstance(module, pooling.StatisticsPooling):
             module._get_gauss_noise = _expected_pooling_noise
     return network
 
