@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import socket
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ SAMPLE_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers only ever see the complete file."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    temporary = path.with_name(f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -76,9 +77,24 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary files a killed process left behind in `directory` (not recursive)."""
+    """Delete temporary files that killed processes of this machine left in `directory` (not
+    recursive). A file of a live process (another evaluation sharing a cache, another process of
+    a launch) or of another machine is left alone: it may be about to be renamed into place."""
+    host = socket.gethostname()
     for leftover in Path(directory).glob(f".*{TEMP_MARK}*"):
-        leftover.unlink(missing_ok=True)
+        writer_host, _, pid = leftover.name.rpartition(TEMP_MARK)[2].rpartition("-")
+        if writer_host == host and pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def make_directory(path: Path) -> Path:
@@ -225,6 +241,8 @@ class FeatureCache:
     def _load(self) -> dict[str, np.ndarray]:
         if self._known is None:
             self._known = {}
+            if self.folder.is_dir():
+                remove_stale_temporaries(self.folder)
             for shard in sorted(self.folder.glob("*.npz")):
                 try:
                     with np.load(shard, allow_pickle=False) as content:

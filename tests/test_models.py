@@ -96,6 +96,7 @@ FAKE_WEIGHT_FILES = {
     "imagebind_audio": "imagebind_huge.pth",
     "unclip": "model_index.json",
     "vqgan": "last.ckpt",
+    "xvector": "embedding_model.ckpt",
 }
 
 
@@ -114,7 +115,7 @@ def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     summary = " ".join(out.split())  # rich wraps long lines
     assert (
         "missing for the paper profile: beats, classifier, clip_b32, clip_l14, imagebind_audio, "
-        "inception, unclip, vqgan, wav2clip" in summary
+        "inception, unclip, vqgan, wav2clip, xvector" in summary
     )
 
     for role, name in FAKE_WEIGHT_FILES.items():

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from PIL import Image
 
 from audiobench.data import load_index, write_index
 from audiobench.runner import RunSettings, execute, sample_seed
-from audiobench.store import RunDirectory, exclusive_lock
+from audiobench.store import RunDirectory, exclusive_lock, remove_stale_temporaries
 
 STEPS = "10"  # fewer denoising steps keep the tiny runs fast; the code path is the same
 
@@ -146,11 +147,33 @@ def test_half_written_batch_is_regenerated_whole(sd_run, demo_dir, tmp_path):
     shutil.copytree(sd_run.run_dir, copy)
     second_of_batch = load_index(demo_dir, "test")[5]
     (copy / "images" / f"{second_of_batch.id}.png").unlink()
-    (copy / "images" / f".{second_of_batch.id}.png.tmp-99999").write_bytes(b"partial")
+    dead = f"{socket.gethostname()}-{dead_pid()}"
+    (copy / "images" / f".{second_of_batch.id}.png.tmp-{dead}").write_bytes(b"partial")
     summary = execute(settings(demo_dir, tmp_path))
     assert summary.generated == 1
     assert image_digests(copy) == image_digests(sd_run.run_dir)
     assert not list(copy.rglob(".*.tmp-*"))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_only_temporaries_of_dead_local_processes_are_removed(tmp_path):
+    host = socket.gethostname()
+    names = {
+        f".a.npz.tmp-{host}-{dead_pid()}": False,  # killed writer: removed
+        f".b.npz.tmp-{host}-{os.getpid()}": True,  # a live writer's file: kept
+        f".c.npz.tmp-another-host-{dead_pid()}": True,  # maybe live elsewhere: kept
+        "d.npz": True,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    remove_stale_temporaries(tmp_path)
+    assert {name: (tmp_path / name).exists() for name in names} == names
 
 
 def test_different_settings_in_the_same_directory_are_refused(sd_run, demo_dir, cli):

@@ -292,7 +292,8 @@ def _checkpoint(out: Path, step: int, embedder, optimizer) -> None:
     """Write checkpoints/step-N/ under a temporary name, rename it, keep the last two."""
     folder = out / "checkpoints" / f"step-{step:08d}"
     staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    for unfinished in folder.parent.glob(".step-*.tmp"):  # of a killed run (only rank 0 writes)
+        shutil.rmtree(unfinished)
     staging.mkdir(parents=True)
     atomic_write_bytes(staging / EMBEDDER_FILE, _tensor_bytes(embedder.state_dict()))
     buffer = io.BytesIO()
