@@ -22,6 +22,10 @@ def test_ci_runs_exactly_the_readme_commands():
     for command in commands:
         assert command.startswith("python3 -m venv .venv && ")
         assert command in CI.splitlines()
+    kill_suite = ".venv/bin/python -m pytest -m kill"
+    assert f"`{kill_suite}`" in README and any(
+        line.endswith(kill_suite) for line in CI.splitlines()
+    )
 
 
 def test_every_cli_command_is_in_the_readme():
