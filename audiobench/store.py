@@ -98,7 +98,10 @@ def _alive(pid: int) -> bool:
 
 
 def make_directory(path: Path) -> Path:
-    """Create `path` (and parents) or fail with one line naming it."""
+    """Create `path` (and parents) or fail with one line naming it.
+
+    Temporaries that killed writers left in an existing `path` are removed, so every job that
+    writes into a folder resumes from a clean one."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -108,6 +111,7 @@ def make_directory(path: Path) -> Path:
         ) from error
     if not os.access(path, os.W_OK):
         raise AudiobenchError(f"directory {path} is not writable")
+    remove_stale_temporaries(path)
     return path
 
 
@@ -178,9 +182,8 @@ class RunDirectory:
         return self.images_dir / f"{sample_id}.png"
 
     def create(self) -> None:
+        make_directory(self.path)
         make_directory(self.images_dir)
-        remove_stale_temporaries(self.path)
-        remove_stale_temporaries(self.images_dir)
 
     def read_run(self) -> dict[str, Any] | None:
         return read_json(self.run_file) if self.run_file.exists() else None

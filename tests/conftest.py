@@ -67,3 +67,10 @@ def run_subprocess(*args, env: dict | None = None, **kwargs) -> subprocess.Compl
         env={**os.environ, **(env or {})},
         **kwargs,
     )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (what a killed writer's temporaries are named by)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -20,6 +20,7 @@ from PIL import Image
 from audiobench.data import load_index, write_index
 from audiobench.runner import RunSettings, execute, sample_seed
 from audiobench.store import RunDirectory, exclusive_lock, remove_stale_temporaries
+from tests.conftest import dead_pid
 
 STEPS = "10"  # fewer denoising steps keep the tiny runs fast; the code path is the same
 
@@ -153,13 +154,6 @@ def test_half_written_batch_is_regenerated_whole(sd_run, demo_dir, tmp_path):
     assert summary.generated == 1
     assert image_digests(copy) == image_digests(sd_run.run_dir)
     assert not list(copy.rglob(".*.tmp-*"))
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited."""
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 def test_only_temporaries_of_dead_local_processes_are_removed(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from audiobench.data.vggsound import (
     read_clip_list,
 )
 from audiobench.errors import AudiobenchError
+from tests.conftest import dead_pid
 
 AIRPLANE, TRAIN = "-_gaZzFfzDQ", "3YOH4c9HXpo"
 STARTS = {AIRPLANE: 517, TRAIN: 290}
@@ -202,7 +204,11 @@ def test_resume_after_interruption_does_not_redo_finished_clips(layouts):
     with pytest.raises(KeyboardInterrupt):
         prepare(layouts, layouts / "authors", scorer=interrupted)
     assert len(calls) == 1
+    killed_writer = f"tmp-{socket.gethostname()}-{dead_pid()}"
+    for folder in ("frames", "train_frames"):
+        (layouts / "data" / folder / f".{TRAIN}.png.{killed_writer}").write_bytes(b"partial")
     summary = prepare(layouts, layouts / "authors", scorer=scorer)
+    assert not list((layouts / "data").rglob(f"*{killed_writer}"))
     assert summary.prepared == 2 and len(calls) == 2  # only the second clip was scored again
     single = prepare(layouts, layouts / "authors", out="uninterrupted", scorer=brightness_scorer())
     for folder in ("audio", "frames", "train_frames"):
