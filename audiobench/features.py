@@ -5,8 +5,8 @@ content hash of its input, so renamed files hit the cache and new weights never 
 features. Generated images are cached in the run (`RUN/features/`); dataset inputs (audio
 windows, reference frames, class names) in audiobench's cache, shared by every run.
 
-`prefetch` decodes each image once for all the models that need it, decoding and
-preprocessing on all cores; later look-ups are served from the cache.
+Each missing input is decoded once for all the models that need it; decoding and preprocessing
+run on all cores, one batch ahead of the models.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from audiobench.concurrency import thread_map
+from audiobench.concurrency import one_ahead, thread_map
 from audiobench.data import Sample, read_frame
 from audiobench.distributed import SINGLE, Processes
 from audiobench.models import ModelZoo
@@ -38,27 +38,48 @@ class FeatureKind:
     kind: str  # "image", "text", "audio", "top1" or "inception"
 
 
-def _inception(model) -> Callable[[list], np.ndarray]:
-    def compute(images: list[Image.Image]) -> np.ndarray:
-        tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images]
+@dataclass(frozen=True)
+class Computer:
+    """How one kind of feature is computed from a batch of loaded inputs, in two stages: the CPU
+    stage (`prepare`: resizing, normalising) of the next batch runs while `forward` (the model)
+    works on this one, so a GPU is not left waiting for the CPU."""
+
+    forward: Callable[[Any], np.ndarray]  # prepared batch -> an array with one row per input
+    prepare: Callable[[list], Any] = list
+
+
+def _inception(model) -> Computer:
+    def prepare(images: list[Image.Image]) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images]
+
+    def forward(tensors: list[torch.Tensor]) -> np.ndarray:
         if len({tuple(t.shape) for t in tensors}) == 1:
             return model.features(torch.stack(tensors)).numpy()
         return np.concatenate([model.features(t[None]).numpy() for t in tensors])
 
-    return compute
+    return Computer(forward, prepare)
 
 
-# kind -> (model -> (batch of inputs -> array with one row per input))
-COMPUTERS: dict[str, Callable[[Any], Callable[[list], np.ndarray]]] = {
-    "image": lambda model: lambda images: model.embed_images(images).numpy(),
-    "text": lambda model: lambda texts: model.embed_texts(texts).numpy(),
-    "audio": lambda model: lambda clips: model.embed([torch.from_numpy(c) for c in clips]).numpy(),
-    "top1": lambda model: lambda images: model.top1(images).numpy()[:, None].astype(np.float32),
+def _top1(classifier) -> Computer:
+    def forward(pixels: torch.Tensor) -> np.ndarray:
+        return classifier.top1_of_pixels(pixels).numpy()[:, None].astype(np.float32)
+
+    return Computer(forward, classifier.pixels)
+
+
+# kind -> (model -> its Computer)
+COMPUTERS: dict[str, Callable[[Any], Computer]] = {
+    "image": lambda model: Computer(lambda px: model.embed_pixels(px).numpy(), model.pixels),
+    "text": lambda model: Computer(lambda texts: model.embed_texts(texts).numpy()),
+    "audio": lambda model: Computer(
+        lambda clips: model.embed([torch.from_numpy(c) for c in clips]).numpy()
+    ),
+    "top1": _top1,
     "inception": _inception,
 }
 
 
-def register_kind(kind: str, computer: Callable[[Any], Callable[[list], np.ndarray]]) -> None:
+def register_kind(kind: str, computer: Callable[[Any], Computer]) -> None:
     """Let a plugin cache features of its own kind (e.g. a method's frozen encoder outputs)."""
     if kind in COMPUTERS and COMPUTERS[kind] is not computer:
         raise ValueError(f"feature kind {kind!r} is registered twice")
@@ -154,14 +175,22 @@ class Features:
         if mine:
             computers = [COMPUTERS[kind.kind](self.zoo.load(kind.role)) for kind in kinds]
             roles = ", ".join(sorted({kind.role for kind in kinds}))
+
+            def prepare(batch: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
+                """The batch's keys and, per kind, its prepared inputs (None: all cached)."""
+                batch_keys = [key for key, _ in batch]
+                loaded = load([item for _, item in batch])
+                return batch_keys, [
+                    computer.prepare(loaded) if wanted.intersection(batch_keys) else None
+                    for wanted, computer in zip(missing, computers, strict=True)
+                ]
+
             with progress_bar(sum(map(len, mine)), f"{roles}: {what}") as advance:
-                for batch in mine:
-                    loaded = load([item for _, item in batch])
-                    batch_keys = [key for key, _ in batch]
-                    for cache, wanted, compute in zip(caches, missing, computers, strict=True):
-                        if wanted.intersection(batch_keys):
-                            cache.put(batch_keys, compute(loaded))
-                    advance(len(batch))
+                for batch_keys, prepared in one_ahead(prepare, mine):
+                    for cache, inputs, computer in zip(caches, prepared, computers, strict=True):
+                        if inputs is not None:
+                            cache.put(batch_keys, computer.forward(inputs))
+                    advance(len(batch_keys))
         if self.processes.size > 1:  # read what the other processes computed
             self.processes.wait()
             self._caches.clear()

@@ -23,6 +23,7 @@ ROWS = {
     "training/fp32",
     "training/fp16-autocast",
     "training/bf16-autocast",
+    "training/fp16-recomputed",
     "evaluation/single",
     "evaluation/batched",
     "beats/single",
@@ -60,6 +61,8 @@ def test_smoke_run_measures_every_row_and_ratio(tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in payload["ratios"].values()), payload["ratios"]
     assert "scaled to 50" in finished.stdout
     assert "generation fp16 batched / batch 1:" in finished.stdout
+    assert payload["matmul_allow_tf32"] is False  # speechbrain (BEATs) did not turn TF32 on
+    assert {row["tf32_matmul"] for row in rows.values()} == {False}
 
 
 def test_time_guard_records_every_row_as_skipped(tmp_path):

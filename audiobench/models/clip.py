@@ -51,11 +51,15 @@ class ClipEncoder:
     def components(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
 
-    @torch.no_grad()
     def embed_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = torch.stack(
-            thread_map(self.preprocess, [image.convert("RGB") for image in images])
-        )
+        return self.embed_pixels(self.pixels(images))
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """CLIP's preprocessing of a batch, on all cores (the CPU half of `embed_images`)."""
+        return torch.stack(thread_map(self.preprocess, [image.convert("RGB") for image in images]))
+
+    @torch.no_grad()
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(self.options.device, self.options.dtype)
         return _unit(self.model.encode_image(pixels))
 

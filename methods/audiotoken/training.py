@@ -30,11 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiobench.concurrency import thread_map
 from audiobench.data import load_index, read_frame
 from audiobench.data.training import Crop, clip_crops, frame_tensor
 from audiobench.distributed import Processes
 from audiobench.errors import AudiobenchError
-from audiobench.features import FeatureKind, Features, register_kind
+from audiobench.features import Computer, FeatureKind, Features, register_kind
 from audiobench.models.checkpoints import load_state_dict
 from audiobench.progress import progress_bar
 from audiobench.registry import MethodContext
@@ -51,22 +52,21 @@ KEEP_CHECKPOINTS = 2
 LOSS_COLUMNS = ("step", "loss", "mse", "l1", "cl")
 
 
-def _token_features(encoder):
+def _token_features(encoder) -> Computer:
     """What the embedder reads: BEATs layers or the one-step X-vector, (N, T, C)."""
-    return lambda clips: encoder.layer_features(torch.from_numpy(np.stack(clips))).numpy()
+    return Computer(lambda clips: encoder.layer_features(torch.from_numpy(clips)).numpy(), np.stack)
 
 
-def _vae_moments(pipeline):
+def _vae_moments(pipeline) -> Computer:
     """Frames (3, H, W) in [-1, 1] -> the VAE posterior's mean and log-variance, stacked."""
 
     @torch.no_grad()
-    def compute(frames: list[torch.Tensor]) -> np.ndarray:
+    def forward(frames: torch.Tensor) -> np.ndarray:
         vae = pipeline.vae
-        pixels = torch.stack(frames).to(vae.device, vae.dtype)
-        posterior = vae.encode(pixels).latent_dist
+        posterior = vae.encode(frames.to(vae.device, vae.dtype)).latent_dist
         return torch.cat([posterior.mean, posterior.logvar], dim=1).float().cpu().numpy()
 
-    return compute
+    return Computer(forward, torch.stack)
 
 
 register_kind("token-features", _token_features)
@@ -99,7 +99,7 @@ class CropFeatures:
             audio_keys,
             crops,
             [FeatureKind(audio_encoder, "token-features")],
-            lambda batch: [crop.read_audio() for crop in batch],
+            lambda batch: thread_map(Crop.read_audio, batch),
             "training audio windows",
         )
         [moments] = features.compute(
