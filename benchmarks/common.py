@@ -126,10 +126,12 @@ def stage_result(
 def print_stage(name: str, result: dict[str, object]) -> None:
     """One stage as a table, then its ratios, check and other facts."""
     print(f"\n== {name} ==")
-    print(f"{'measurement':40} {'items':>6} {'seconds':>9} {'items/s':>9} {'peak RSS MiB':>13}")
+    width = max(len(row["name"]) for row in result["measurements"])
+    header = f"{'items':>6} {'seconds':>9} {'items/s':>9} {'peak RSS MiB':>13}"
+    print(f"{'measurement':{width}} {header}")
     for row in result["measurements"]:
         print(
-            f"{row['name']:40} {row['items']:6d} {row['seconds']:9.3f} "
+            f"{row['name']:{width}} {row['items']:6d} {row['seconds']:9.3f} "
             f"{row['items_per_second']:9.2f} {row['peak_rss_mib']:13.0f}"
         )
     for ratio, value in result["ratios"].items():
