@@ -142,7 +142,7 @@ def same_files(first: Path, second: Path, pairs: dict[str, str]) -> bool:
 
 
 def run(quick: bool) -> dict:
-    count, size = (2, (160, 120)) if quick else (12, (640, 360))
+    count, size = (2, (160, 120)) if quick else (48, (640, 360))
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         clip_list = make_clips(root, count, size)
