@@ -12,8 +12,9 @@ run on all cores, one batch ahead of the models.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class Computer:
 
     forward: Callable[[Any], np.ndarray]  # prepared batch -> an array with one row per input
     prepare: Callable[[list], Any] = list
+    # Computers with the same key prepare identically, so a batch is prepared once for them all.
+    prepare_key: Hashable | None = None
 
 
 def _inception(model) -> Computer:
@@ -69,7 +72,9 @@ def _top1(classifier) -> Computer:
 
 # kind -> (model -> its Computer)
 COMPUTERS: dict[str, Callable[[Any], Computer]] = {
-    "image": lambda model: Computer(lambda px: model.embed_pixels(px).numpy(), model.pixels),
+    "image": lambda model: Computer(
+        lambda pixels: model.embed_pixels(pixels).numpy(), model.pixels, model.preprocess_key
+    ),
     "text": lambda model: Computer(lambda texts: model.embed_texts(texts).numpy()),
     "audio": lambda model: Computer(
         lambda clips: model.embed([torch.from_numpy(c) for c in clips]).numpy()
@@ -175,16 +180,7 @@ class Features:
         if mine:
             computers = [COMPUTERS[kind.kind](self.zoo.load(kind.role)) for kind in kinds]
             roles = ", ".join(sorted({kind.role for kind in kinds}))
-
-            def prepare(batch: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
-                """The batch's keys and, per kind, its prepared inputs (None: all cached)."""
-                batch_keys = [key for key, _ in batch]
-                loaded = load([item for _, item in batch])
-                return batch_keys, [
-                    computer.prepare(loaded) if wanted.intersection(batch_keys) else None
-                    for wanted, computer in zip(missing, computers, strict=True)
-                ]
-
+            prepare = partial(_prepared_batch, load=load, computers=computers, missing=missing)
             with progress_bar(sum(map(len, mine)), f"{roles}: {what}") as advance:
                 for batch_keys, prepared in one_ahead(prepare, mine):
                     for cache, inputs, computer in zip(caches, prepared, computers, strict=True):
@@ -196,3 +192,26 @@ class Features:
             self._caches.clear()
             caches = [self._cache(folder, kind) for kind in kinds]
         return [cache.get(keys) for cache in caches]
+
+
+def _prepared_batch(
+    batch: list[tuple[str, Any]],
+    load: Callable[[list], list],
+    computers: list[Computer],
+    missing: list[set[str]],
+) -> tuple[list[str], list[Any]]:
+    """The batch's keys and, per computer, its prepared inputs (None where nothing is missing).
+    The inputs are loaded once; computers with one `prepare_key` share one preparation."""
+    keys = [key for key, _ in batch]
+    loaded = load([item for _, item in batch])
+    shared: dict[Hashable, Any] = {}
+    prepared = []
+    for computer, wanted in zip(computers, missing, strict=True):
+        if not wanted.intersection(keys):
+            prepared.append(None)
+            continue
+        key = ("own", id(computer)) if computer.prepare_key is None else computer.prepare_key
+        if key not in shared:
+            shared[key] = computer.prepare(loaded)
+        prepared.append(shared[key])
+    return keys, prepared

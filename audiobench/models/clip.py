@@ -7,7 +7,7 @@ ViT-L/14 scores IIS and the text match of AIC. Both return L2-normalised float32
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,18 @@ class ClipEncoder:
 
     image_size = 224
 
-    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, options: LoadOptions) -> None:
+    def __init__(self, model: Any, tokenizer: Any, options: LoadOptions) -> None:
+        """The image preprocessing is the one open_clip pairs with `model` (what
+        `create_model_and_transforms` returns for inference), built from its configuration."""
+        from open_clip import get_model_preprocess_cfg
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        config = PreprocessCfg(**get_model_preprocess_cfg(model))
         self.model = model.to(options.device).eval()
-        self.preprocess = preprocess
+        self.preprocess = image_transform_v2(config, is_train=False)
+        # Equal configurations give equal transforms: encoders with the same key (ViT-B/32 and
+        # ViT-L/14 at 224 px) can share one preprocessed batch.
+        self.preprocess_key = ("open_clip", *astuple(config))
         self.tokenizer = tokenizer
         self.options = options
 
@@ -80,12 +89,12 @@ def _locate(spec: ClipSpec, search_dirs: Sequence[Path]) -> Path | None:
 def _load_paper(spec: ClipSpec, path: Path, options: LoadOptions) -> ClipEncoder:
     import open_clip
 
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model = open_clip.create_model(
         spec.architecture,
         pretrained=str(path),
         force_quick_gelu=True,  # OpenAI weights use QuickGELU
     )
-    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.architecture), options)
+    return ClipEncoder(model, open_clip.get_tokenizer(spec.architecture), options)
 
 
 def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
@@ -102,8 +111,7 @@ def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
     )
     text = CLIPTextCfg(context_length=77, vocab_size=49_408, width=64, heads=2, layers=2)
     model = CLIP(spec.embed_dim, vision, text, quick_gelu=True)
-    preprocess = open_clip.image_transform(ClipEncoder.image_size, is_train=False)
-    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.architecture), options)
+    return ClipEncoder(model, open_clip.get_tokenizer(spec.architecture), options)
 
 
 def _fetch(spec: ClipSpec, weights_dir: Path) -> Path:
