@@ -13,7 +13,9 @@ The module names reproduce the authors' state-dict keys (`fc1.*`, `fc2.*`,
 
 One deliberate difference: the official code calls `F.dropout` (p 0.5) on the unary potential
 with its default `training=True`, so its tokens are random even in eval mode; here the dropout
-acts only in training, so inference is deterministic.
+acts only in training, so inference is deterministic. A trainer may pass the dropout masks
+itself (`dropout_masks`), drawn for a whole batch, so that a batch split across processes is
+trained exactly as in one process.
 """
 
 from __future__ import annotations
@@ -36,8 +38,13 @@ class _Unary(nn.Module):
         self.embed = nn.Conv1d(width, width, 1)
         self.feature_reduce = nn.Conv1d(width, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, T)
-        hidden = F.dropout(F.relu(self.embed(x)), UNARY_DROPOUT, training=self.training)
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, T) -> (B, T); `masks` (B, C, T) replace the dropout drawn here."""
+        hidden = F.relu(self.embed(x))
+        if masks is None:
+            hidden = F.dropout(hidden, UNARY_DROPOUT, training=self.training)
+        else:
+            hidden = hidden * masks
         return self.feature_reduce(hidden).squeeze(1)
 
 
@@ -62,10 +69,12 @@ class _AttentivePooling(nn.Module):
         self.pp_models = nn.ModuleDict({"0": _SelfPairwise(width)})
         self.reduce_potentials = nn.ModuleList([nn.Conv1d(2, 1, 1, bias=False)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, C)
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, C) -> (B, C)."""
         channels_first = x.transpose(1, 2)
         potentials = torch.stack(
-            [self.un_models[0](channels_first), self.pp_models["0"](channels_first)], dim=1
+            [self.un_models[0](channels_first, masks), self.pp_models["0"](channels_first)],
+            dim=1,
         )
         weights = F.softmax(self.reduce_potentials[0](potentials).squeeze(1), dim=1)
         return channels_first.bmm(weights.unsqueeze(2)).squeeze(2)
@@ -81,8 +90,21 @@ class AudioTokenEmbedder(nn.Module):
         self.fc2 = nn.Linear(in_dim, out_dim)
         self.fga = _AttentivePooling(out_dim)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fga(self.fc2(self.gelu(self.fc1(features))))
+    def forward(
+        self, features: torch.Tensor, dropout_masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`dropout_masks` (from `draw_dropout_masks`) replace the unary potential's dropout."""
+        return self.fga(self.fc2(self.gelu(self.fc1(features))), dropout_masks)
+
+    def draw_dropout_masks(
+        self, batch: int, frames: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Scaled keep masks (batch, token width, frames) for the unary potential's dropout:
+        0 with probability p, else 1 / (1 - p), as `F.dropout` draws them, on the
+        generator's device."""
+        shape = (batch, self.fc2.out_features, frames)
+        keep = torch.rand(shape, generator=generator, device=generator.device) >= UNARY_DROPOUT
+        return keep.float() / (1 - UNARY_DROPOUT)
 
     @classmethod
     def from_official_checkpoint(cls, path: Path) -> AudioTokenEmbedder:

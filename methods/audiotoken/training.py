@@ -161,6 +161,7 @@ def train_audiotoken(
     optimizer = torch.optim.AdamW(embedder.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY)
     start = _start(out, embedder, optimizer, settings.resume, processes)
     embedder, optimizer = accelerator.prepare(embedder, optimizer)
+    unwrapped = accelerator.unwrap_model(embedder)
     prompt = AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder)
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     scaling = pipeline.vae.config.scaling_factor
@@ -171,7 +172,10 @@ def train_audiotoken(
         advance(start)
         for step in range(start, settings.steps):
             generator = torch.Generator().manual_seed(step_seed(settings.seed, step))
-            torch.manual_seed(step_seed(settings.seed, step) + processes.rank)  # dropout
+            # Dropout masks are drawn on the device (a CPU draw would cost more than the
+            # step), for the whole batch like everything else
+            on_device = torch.Generator(accelerator.device)
+            on_device.manual_seed(step_seed(settings.seed, step))
             embedder.train()
             terms = torch.zeros(4)
             for _ in range(settings.grad_accum):
@@ -188,11 +192,14 @@ def train_audiotoken(
                     (settings.batch_size,),
                     generator=generator,
                 )
+                masks = unwrapped.draw_dropout_masks(
+                    settings.batch_size, layers.shape[1], on_device
+                )
                 share = slice(processes.rank, None, processes.size)
                 index, layers, latents = index[share], layers[share], latents[share]
-                noise, timesteps = noise[share], timesteps[share]
+                noise, timesteps, masks = noise[share], timesteps[share], masks[share]
                 with accelerator.autocast():
-                    tokens = embedder(layers.to(accelerator.device))
+                    tokens = embedder(layers.to(accelerator.device), masks)
                     embeds = prompt.encode(tokens.to(pipeline.text_encoder.dtype))
                     noisy = scheduler.add_noise(latents, noise, timesteps).to(accelerator.device)
                     predicted = pipeline.unet(
@@ -221,11 +228,10 @@ def train_audiotoken(
             log.record(step + 1, torch.stack(processes.gather(terms)).mean(dim=0))
             due = (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
             if due and processes.is_main:
-                _checkpoint(out, step + 1, accelerator.unwrap_model(embedder), optimizer)
+                _checkpoint(out, step + 1, unwrapped, optimizer)
             advance(1)
     if processes.is_main:
-        final = accelerator.unwrap_model(embedder)
-        atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(final.state_dict()))
+        atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(unwrapped.state_dict()))
         atomic_write_json(
             out / "train.json",
             {
