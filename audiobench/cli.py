@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from audiobench.errors import AudiobenchError
@@ -41,7 +42,12 @@ LeaderboardOption = Annotated[
 console = Console()
 
 ProfileOption = Annotated[
-    str, typer.Option("--profile", help="Weights: 'paper' (published) or 'tiny' (random, tests).")
+    str,
+    typer.Option(
+        "--profile",
+        help="Weights: 'paper' (published), 'paper-random' (published sizes, random weights) or "
+        "'tiny' (toy sizes, random weights; tests).",
+    ),
 ]
 WeightsOption = Annotated[
     Path | None,
@@ -71,28 +77,72 @@ def list_methods() -> None:
 
 
 @models_app.command("check")
-def models_check(profile: ProfileOption = "paper", weights_dir: WeightsOption = None) -> None:
-    """Show where each model role's weights resolve; exit 1 if any is missing.
+def models_check(
+    profile: ProfileOption = "paper",
+    weights_dir: WeightsOption = None,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also compare every weight file's keys and shapes with the role's manifest "
+            "(reads headers only).",
+        ),
+    ] = False,
+) -> None:
+    """Show where each model role's weights resolve; exit 1 if any is missing (or, with --deep,
+    does not fit its loader).
 
-    Example: audiobench models check --profile paper --weights-dir /data/weights
+    Example: audiobench models check --profile paper --weights-dir /data/weights --deep
     """
     from audiobench.models.inventory import role_status
+    from audiobench.models.manifest import check_files
 
     statuses = role_status(profile, weights_dir)
     table = Table("role", "used by", "status", "location or how to obtain")
+    failed = []
     for status in statuses:
         state = "[green]found[/]" if status.location else "[red]missing[/]"
-        table.add_row(
-            status.role.name,
-            ", ".join(status.used_by),
-            state,
-            status.location or status.role.how_to_obtain,
-        )
+        detail = status.location or status.role.how_to_obtain
+        if deep and status.location and profile == "paper":
+            checks = check_files(status.role.name, Path(status.location))
+            if not all(check.ok for check in checks):
+                state = "[red]mismatch[/]"
+                failed.append(status.role.name)
+            detail = "; ".join([detail, *(check.describe() for check in checks)])
+        table.add_row(status.role.name, ", ".join(status.used_by), state, escape(detail))
     console.print(table)
     missing = [status.role.name for status in statuses if not status.location]
     if missing:
         console.print(f"missing for the {profile} profile: {', '.join(missing)}")
+    if failed:
+        console.print(f"weight files that do not fit their loader: {', '.join(failed)}")
+    if missing or failed:
         raise typer.Exit(1)
+
+
+@models_app.command("manifest")
+def models_manifest(
+    role: Annotated[str, typer.Argument(help="A model role, e.g. vqgan or sd.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Print the state-dict keys and shapes that a role's paper loader reads from its weight
+    files, after its own filtering (built on the meta device: no weights needed).
+
+    Example: audiobench models manifest vqgan --json
+    """
+    from audiobench.models.inventory import roles_in_use
+    from audiobench.models.manifest import manifest_document
+
+    roles_in_use()  # registers the roles of every method
+    document = manifest_document(role)
+    if as_json:
+        print(json.dumps(document, indent=2))
+        return
+    components = document.get("components", {"": document.get("keys", {})})
+    for component, keys in components.items():
+        for key, shape in keys.items():
+            name = f"{component}/{key}" if component else key
+            print(f"{name}\t{tuple(shape)}")
 
 
 @models_app.command("fetch")
@@ -102,13 +152,27 @@ def models_fetch(
 ) -> None:
     """Download the paper weights of every role (or the named ones) into the weights folder.
 
-    Needs a network and, for gated repositories, `huggingface-cli login`.
+    Every role is tried, with resumable downloads and a progress bar; a table of what was done,
+    what failed and why, and what to obtain by hand ends the output. Exit code 1 if any role is
+    still missing. Needs a network and, for gated repositories, `huggingface-cli login`.
     Example: audiobench models fetch --role sd --weights-dir /data/weights
     """
     from audiobench.models.inventory import fetch_roles
 
-    for name, location in fetch_roles(role, weights_dir):
-        console.print(f"{name}: {location}")
+    table = Table("role", "status", "where, why or how", title="audiobench models fetch")
+    colours = {"done": "green", "failed": "red", "by hand": "yellow"}
+    outcomes = []
+    for outcome in fetch_roles(role, weights_dir):
+        outcomes.append(outcome)
+        console.print(f"{outcome.role}: {outcome.status}", highlight=False)
+    for outcome in outcomes:
+        colour = colours[outcome.status]
+        table.add_row(outcome.role, f"[{colour}]{outcome.status}[/]", escape(outcome.detail))
+    console.print(table)
+    missing = [outcome.role for outcome in outcomes if outcome.status != "done"]
+    if missing:
+        console.print(f"still missing: {', '.join(missing)}", highlight=False)
+        raise typer.Exit(1)
 
 
 @data_app.command("demo")
@@ -142,7 +206,18 @@ def prepare_vggsound(
         typer.Option("--filter", help="File of ids to drop, one per line (repeatable)."),
     ] = None,
     frame_select: Annotated[
-        str, typer.Option("--frame-select", help="'clip' (best CLIP score) or 'middle'.")
+        str,
+        typer.Option(
+            "--frame-select",
+            help="Reference frames: 'centre' of the audio window or 'clip' (best CLIP score).",
+        ),
+    ] = "centre",
+    train_frame_select: Annotated[
+        str,
+        typer.Option(
+            "--train-frame-select",
+            help="Training crops' frames: 'clip' (best CLIP score, the paper's) or 'centre'.",
+        ),
     ] = "clip",
     workers: Annotated[int, typer.Option("--workers", help="Decoding processes.")] = 4,
     profile: ProfileOption = "paper",
@@ -155,17 +230,11 @@ def prepare_vggsound(
     """
     import torch
 
-    from audiobench.data.vggsound import PrepareSettings, clip_scorer
+    from audiobench.data.vggsound import PrepareSettings, clip_scorer, needs_scorer
     from audiobench.data.vggsound import prepare_vggsound as prepare
     from audiobench.environment import resolve_device
     from audiobench.models import LoadOptions, ModelZoo
 
-    if frame_select not in ("clip", "middle"):
-        raise AudiobenchError(f"--frame-select must be clip or middle, not {frame_select!r}")
-    scorer = None
-    if frame_select == "clip":
-        options = LoadOptions(resolve_device(device), torch.float32)
-        scorer = clip_scorer(ModelZoo(profile, options, weights_dir))
     settings = PrepareSettings(
         clip_list=csv,
         video_dir=video_dir,
@@ -174,8 +243,13 @@ def prepare_vggsound(
         split=split,
         filters=filters or [],
         frame_select=frame_select,
+        train_frame_select=train_frame_select,
         workers=workers,
     )
+    scorer = None
+    if needs_scorer(settings):
+        options = LoadOptions(resolve_device(device), torch.float32)
+        scorer = clip_scorer(ModelZoo(profile, options, weights_dir))
     summary = prepare(settings, scorer)
     skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.skipped.items()))
     console.print(
@@ -217,6 +291,10 @@ def run(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder (holds index.parquet).")],
     out: Annotated[Path, typer.Option("--out", help="Folder of runs; this run gets a subfolder.")],
     split: Annotated[str, typer.Option("--split", help="Dataset split to generate for.")] = "test",
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Only the first N samples of the split, in index order."),
+    ] = None,
     profile: ProfileOption = "paper",
     seed: Annotated[
         int, typer.Option("--seed", help="Run seed; each sample's seed derives from it.")
@@ -249,6 +327,7 @@ def run(
         data_dir=data,
         out=out,
         split=split,
+        limit=limit,
         profile=profile,
         seed=seed,
         batch_size=batch_size,

@@ -6,7 +6,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 
 @contextmanager
@@ -20,4 +28,21 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(description, total=total)
+        yield lambda amount: progress.advance(task, amount)
+
+
+@contextmanager
+def byte_progress_bar(
+    total: int | None, description: str, done: int = 0
+) -> Iterator[Callable[[int], None]]:
+    """Like `progress_bar` for a download: bytes done of `total` (None: unknown) and the speed."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total, completed=done)
         yield lambda amount: progress.advance(task, amount)

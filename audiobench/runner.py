@@ -41,6 +41,7 @@ IDENTITY_KEYS = (
     "method_config",
     "dataset_sha256",
     "split",
+    "limit",
     "profile",
     "seed",
     "batch_size",
@@ -58,6 +59,7 @@ class RunSettings:
     data_dir: Path
     out: Path
     split: str = "test"
+    limit: int | None = None  # only the first N samples of the split, in index order
     profile: str = "paper"
     seed: int = 0
     batch_size: int = 8
@@ -83,14 +85,17 @@ def sample_seed(run_seed: int, sample_id: str) -> int:
 
 
 def run_name(settings: RunSettings) -> str:
-    return f"{settings.method}-{settings.split}-{settings.profile}-seed{settings.seed}"
+    limit = f"-first{settings.limit}" if settings.limit is not None else ""
+    return f"{settings.method}-{settings.split}{limit}-{settings.profile}-seed{settings.seed}"
 
 
 def execute(settings: RunSettings) -> RunSummary:
     """Run (or resume) a method over a split and return what happened."""
     if settings.batch_size < 1:
         raise AudiobenchError(f"--batch-size must be at least 1, not {settings.batch_size}")
-    samples = load_index(settings.data_dir, settings.split)
+    if settings.limit is not None and settings.limit < 1:
+        raise AudiobenchError(f"--limit must be at least 1, not {settings.limit}")
+    samples = load_index(settings.data_dir, settings.split)[: settings.limit]
     method_class = get_method(settings.method)
     config = build_config(method_class, settings.options)
     processes, device = join(settings.device)
@@ -142,6 +147,7 @@ def _identity(settings: RunSettings, config: Any, options: LoadOptions) -> dict[
         "method_config": asdict(config),
         "dataset_sha256": index_sha256(settings.data_dir),
         "split": settings.split,
+        "limit": settings.limit,
         "profile": settings.profile,
         "seed": settings.seed,
         "batch_size": settings.batch_size,

@@ -110,3 +110,37 @@ def test_imagebind_unclip_runs_reproducibly_and_evaluates(demo_dir, tmp_path):
     assert len(set(digests(first))) == 12  # every clip gets its own image
     result = evaluate(EvaluateSettings(first.run_dir, metrics=("ais", "aic")))
     assert result["metrics"]["ais"]["n"] == 12
+
+
+def test_the_embeddings_pipeline_equals_diffusers_with_its_image_encoder():
+    """Without the CLIP image encoder, given embeddings give the images diffusers' own
+    pipeline gives with an encoder present (which it only asks for its dtype)."""
+    from diffusers import StableUnCLIPImg2ImgPipeline
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from audiobench.models import LoadOptions, ModelZoo
+
+    ours = ModelZoo("tiny", LoadOptions(torch.device("cpu"), torch.float32)).load("unclip")
+    assert ours.image_encoder is None
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2
+        )
+    )
+    components = {**ours.components, "image_encoder": encoder}
+    reference = StableUnCLIPImg2ImgPipeline(**components)
+    reference.set_progress_bar_config(disable=True)
+    embeds = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+
+    def images(pipeline, noise_level):
+        return pipeline(
+            image_embeds=embeds,
+            prompt=["", ""],
+            noise_level=noise_level,
+            num_inference_steps=2,
+            generator=[torch.Generator().manual_seed(seed) for seed in (1, 2)],
+            output_type="pt",
+        ).images
+
+    for noise_level in (0, 100):
+        torch.testing.assert_close(images(ours, noise_level), images(reference, noise_level))

@@ -16,7 +16,7 @@ from audiobench.data.speakers import assign_splits, prepare_speakers
 from audiobench.errors import AudiobenchError
 from audiobench.metrics.scores import identification_accuracy
 from audiobench.models import LoadOptions
-from methods.audiotoken.xvector import _build_tiny, load_xvector
+from methods.audiotoken.xvector import XVECTOR, load_xvector
 from tests.media import voice, write_mp4
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
@@ -158,7 +158,7 @@ def test_identification_refuses_unknown_labels_and_a_single_speaker():
 
 
 def test_tiny_xvector_is_deterministic_batch_independent_and_round_trips(tmp_path):
-    encoder = _build_tiny(CPU)
+    encoder = XVECTOR.build_tiny(CPU)
     audio = torch.from_numpy(np.stack([voice(p, 5, 0) for p in PITCH.values()]))
     features = encoder.layer_features(audio)
     assert features.shape == (3, 1, 32)

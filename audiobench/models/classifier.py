@@ -22,6 +22,7 @@ from audiobench.concurrency import thread_map
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    WeightLayout,
     huggingface_file,
     register_role,
     variance_preserving_init,
@@ -75,9 +76,13 @@ def _locate(search_dirs: Sequence[Path]) -> Path | None:
     return weight_file(search_dirs, "classifier", _FILES) or huggingface_file(HUB_REPO, _FILES)
 
 
-def _load_paper(path: Path, options: LoadOptions) -> ImageClassifier:
+def _load_paper(path: Path | None, options: LoadOptions) -> ImageClassifier:
+    """timm's published architecture with the weights at `path` (None: timm's own random
+    initialisation, the `paper-random` profile)."""
     import timm
 
+    if path is None:
+        return ImageClassifier(timm.create_model(ARCHITECTURE, pretrained=False), options)
     model = timm.create_model(
         ARCHITECTURE, pretrained=True, pretrained_cfg_overlay={"file": str(path)}
     )
@@ -108,7 +113,9 @@ CLASSIFIER = register_role(
         "Face cache",
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=lambda options: _load_paper(None, options),
         build_tiny=_build_tiny,
+        layout=WeightLayout({"model": ("",)}),
         fetch=_fetch,
     )
 )

@@ -19,6 +19,7 @@ from audiobench.concurrency import thread_map
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    WeightLayout,
     huggingface_file,
     register_role,
     weight_file,
@@ -86,13 +87,16 @@ def _locate(spec: ClipSpec, search_dirs: Sequence[Path]) -> Path | None:
     return weight_file(search_dirs, spec.role, _FILES) or huggingface_file(spec.hub_repo, _FILES)
 
 
-def _load_paper(spec: ClipSpec, path: Path, options: LoadOptions) -> ClipEncoder:
+def _load_paper(spec: ClipSpec, path: Path | None, options: LoadOptions) -> ClipEncoder:
+    """open_clip's published architecture with the weights at `path` (None: its own random
+    initialisation, the `paper-random` profile)."""
     import open_clip
 
     model = open_clip.create_model(
         spec.architecture,
-        pretrained=str(path),
+        pretrained=str(path) if path is not None else None,
         force_quick_gelu=True,  # OpenAI weights use QuickGELU
+        device=options.device,
     )
     return ClipEncoder(model, open_clip.get_tokenizer(spec.architecture), options)
 
@@ -130,7 +134,9 @@ def _register(spec: ClipSpec, description: str) -> Role:
             "Hugging Face cache",
             locate=partial(_locate, spec),
             load_paper=partial(_load_paper, spec),
+            build_paper_random=partial(_load_paper, spec, None),
             build_tiny=partial(_build_tiny, spec),
+            layout=WeightLayout({"model": ("",)}),
             fetch=partial(_fetch, spec),
         )
     )

@@ -21,13 +21,17 @@ VOCAB_SIZE = 49_408
 _MERGE_COUNT = 49_152 - 256 - 2
 
 
-def clip_tokenizer():
-    """A `transformers.CLIPTokenizer` with the real CLIP vocabulary (no download)."""
+def clip_tokenizer(pad_token: str = "<|endoftext|>"):
+    """A `transformers.CLIPTokenizer` with the real CLIP vocabulary (no download); SD v1 pads
+    with the end-of-text token, SD 2 with "!"."""
     from transformers import CLIPTokenizer
 
     folder = _tokenizer_files()
     return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=CONTEXT_LENGTH
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        model_max_length=CONTEXT_LENGTH,
+        pad_token=pad_token,
     )
 
 

@@ -16,9 +16,10 @@ import torch
 
 from audiobench.models.checkpoints import load_state_dict
 from audiobench.models.zoo import (
-    TINY_SEED,
+    RANDOM_SEED,
     LoadOptions,
     Role,
+    WeightLayout,
     download_file,
     register_role,
     tiny_checkpoint,
@@ -30,6 +31,7 @@ from audiobench.models.zoo import (
 FEATURE_EXTRACTOR = "inception-v3-compat"
 FEATURE_LAYER = "2048"
 CHECKPOINT = "weights-inception-2015-12-05-6726825d.pth"
+CHECKPOINT_SHA256 = "6726825d"  # the leading sha256 digits in the file name (torch.hub's rule)
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{CHECKPOINT}"
 
 
@@ -72,7 +74,7 @@ def _random_weights_file() -> Path:
         return model
 
     return tiny_checkpoint(
-        f"inception-v3-compat-random-seed{TINY_SEED}.pth",
+        f"inception-v3-compat-random-seed{RANDOM_SEED}.pth",
         FeatureExtractorInceptionV3,
         {},
         build,
@@ -92,7 +94,12 @@ INCEPTION = register_role(
         how_to_obtain=f"{CHECKPOINT} from {URL} at WEIGHTS/inception/ or in the torch hub cache",
         locate=_locate,
         load_paper=lambda path, options: InceptionFeatures(path, options),
+        # The tiny profile already has the published architecture: both random profiles share it.
+        build_paper_random=lambda options: InceptionFeatures(_random_weights_file(), options),
         build_tiny=lambda options: InceptionFeatures(_random_weights_file(), options),
-        fetch=lambda weights_dir: download_file(URL, Path(weights_dir) / "inception" / CHECKPOINT),
+        layout=WeightLayout({"extractor": ("",)}),
+        fetch=lambda weights_dir: download_file(
+            URL, Path(weights_dir) / "inception" / CHECKPOINT, sha256_prefix=CHECKPOINT_SHA256
+        ),
     )
 )

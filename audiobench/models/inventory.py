@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from audiobench.errors import AudiobenchError
 from audiobench.models.zoo import LoadOptions, ModelZoo, Role, get_role, registered_roles
 from audiobench.registry import discover
 
@@ -51,13 +50,37 @@ def role_status(profile: str, weights_dir: Path | None) -> list[RoleStatus]:
     return statuses
 
 
-def fetch_roles(names: list[str] | None, weights_dir: Path | None) -> Iterator[tuple[str, Path]]:
-    """Download paper weights for the named roles (default: all in use) into the weights dir."""
+@dataclass(frozen=True)
+class FetchOutcome:
+    """What `models fetch` did for one role: `status` is "done", "failed" or "by hand"."""
+
+    role: str
+    status: str
+    detail: str  # where the weights are, why the download failed, or how to obtain them
+
+
+def fetch_roles(names: list[str] | None, weights_dir: Path | None) -> Iterator[FetchOutcome]:
+    """Download paper weights for the named roles (default: all in use) into the weights dir.
+
+    Every role is tried: a failed download is reported and the next role goes on. Roles whose
+    weights are already found are not downloaded again.
+    """
     zoo = ModelZoo("paper", LoadOptions(torch.device("cpu"), torch.float32), weights_dir)
     for name in names or sorted(roles_in_use()):
         role = get_role(name)
-        if role.fetch is None:
-            raise AudiobenchError(
-                f"role {name} cannot be downloaded automatically: {role.how_to_obtain}"
-            )
-        yield name, role.fetch(zoo.weights_dir)
+        found = zoo.locate(name)
+        if found is not None:
+            yield FetchOutcome(name, "done", f"already here: {found}")
+        elif role.fetch is None:
+            yield FetchOutcome(name, "by hand", role.how_to_obtain)
+        else:
+            try:
+                yield FetchOutcome(name, "done", str(role.fetch(zoo.weights_dir)))
+            except Exception as error:  # network, HTTP, disk and hub errors all end up here
+                yield FetchOutcome(name, "failed", _one_line(error))
+
+
+def _one_line(error: Exception) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else 'no message'}"

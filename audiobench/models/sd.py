@@ -11,12 +11,15 @@ from audiobench.models.clip_tokenizer import VOCAB_SIZE, clip_tokenizer
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    diffusers_layout,
     huggingface_snapshot,
+    published_config,
     register_role,
     role_folder,
 )
 
 SD_REPO = "CompVis/stable-diffusion-v1-4"
+PAPER_CONFIGS = "stable-diffusion-v1-4"  # the repo's component configs, embedded
 _MARKER = "model_index.json"
 _FILES = [
     "model_index.json",
@@ -58,14 +61,59 @@ def _load_paper(path: Path, options: LoadOptions):
     return _finish(pipeline, options)
 
 
+def _assemble(unet, vae, text_encoder, scheduler, options: LoadOptions):
+    """An SD v1 pipeline of untrained components (the random profiles), as `paper` has it."""
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    if options.dtype != torch.float32:
+        pipeline.to(dtype=options.dtype)
+    return _finish(pipeline, options)
+
+
+def untrained_components(configs: str) -> dict:
+    """The UNet, VAE and CLIP text encoder of a published diffusers repo, built from its
+    embedded configs (`configs/<configs>/`) with random weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    def config(part: str) -> dict:
+        return published_config(f"{configs}/{part}.json")
+
+    return {
+        "unet": UNet2DConditionModel.from_config(config("unet")),
+        "vae": AutoencoderKL.from_config(config("vae")),
+        "text_encoder": CLIPTextModel(CLIPTextConfig.from_dict(config("text_encoder"))),
+    }
+
+
+def published_scheduler(configs: str, part: str = "scheduler"):
+    """A diffusers scheduler of the class and configuration a published repo names."""
+    import diffusers
+
+    config = published_config(f"{configs}/{part}.json")
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def _build_paper_random(options: LoadOptions):
+    """SD v1.4 at full size (860M-parameter UNet, 512 px) from its published configs."""
+    parts = untrained_components(PAPER_CONFIGS)
+    scheduler = published_scheduler(PAPER_CONFIGS)
+    return _assemble(parts["unet"], parts["vae"], parts["text_encoder"], scheduler, options)
+
+
 def _build_tiny(options: LoadOptions):
     """SD v1 architecture at toy width: 64 px images, 16x16 latents, 32-wide text encoder."""
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     text_width = 32
@@ -104,27 +152,7 @@ def _build_tiny(options: LoadOptions):
             pad_token_id=49407,
         )
     )
-    scheduler = PNDMScheduler(  # the scheduler config of SD v1.4
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipeline = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    if options.dtype != torch.float32:
-        pipeline.to(dtype=options.dtype)
-    return _finish(pipeline, options)
+    return _assemble(unet, vae, text_encoder, published_scheduler(PAPER_CONFIGS), options)
 
 
 def _fetch(weights_dir: Path) -> Path:
@@ -146,7 +174,9 @@ SD = register_role(
         ),
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=_build_paper_random,
         build_tiny=_build_tiny,
+        layout=diffusers_layout(("unet", "vae"), ("text_encoder",)),
         fetch=_fetch,
     )
 )

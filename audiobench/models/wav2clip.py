@@ -24,6 +24,7 @@ from audiobench.models.checkpoints import load_state_dict, load_strict
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    WeightLayout,
     download_file,
     register_role,
     torch_hub_file,
@@ -34,6 +35,7 @@ from audiobench.models.zoo import (
 CHECKPOINT = "Wav2CLIP.pt"
 URL = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt"
 EMBED_DIM = 512
+PREFIXES = ("audio_encoder.", "audio_transform.")  # the keys of Wav2CLIP.pt the encoder reads
 
 
 PAPER_WIDTHS = (64, 128, 256, 512)
@@ -115,9 +117,8 @@ class Wav2CLIP(nn.Module):
     def from_checkpoint(cls, path: Path) -> Wav2CLIP:
         """Load the official `Wav2CLIP.pt` (other keys, such as image_transform, are ignored)."""
         state = load_state_dict(path)
-        prefixes = ("audio_encoder.", "audio_transform.")
         model = cls()
-        load_strict(model, {k: v for k, v in state.items() if k.startswith(prefixes)}, path)
+        load_strict(model, {k: v for k, v in state.items() if k.startswith(PREFIXES)}, path)
         return model.eval()
 
 
@@ -142,7 +143,9 @@ WAV2CLIP = register_role(
         how_to_obtain=f"{CHECKPOINT} from {URL} at WEIGHTS/wav2clip/{CHECKPOINT}",
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=lambda options: Wav2CLIP().eval().to(options.device, options.dtype),
         build_tiny=_build_tiny,
+        layout=WeightLayout({"": ("",)}, prefixes=PREFIXES),
         fetch=lambda weights_dir: download_file(URL, Path(weights_dir) / "wav2clip" / CHECKPOINT),
     )
 )

@@ -1,12 +1,17 @@
-"""Model roles, the two profiles, and where each role's weights come from.
+"""Model roles, the three profiles, and where each role's weights come from.
 
 A *role* is a job a model does in the benchmark (`sd` generates, `clip_l14` scores, ...). Each
-role knows how to find its published weights (`paper` profile) and how to build the same
-architecture at toy size with seeded random weights (`tiny` profile, for tests and the
-quickstart). Methods and metrics ask the zoo for roles by name and never touch files directly,
-so every model that touched a result is recorded with its source and sha256.
+role knows how to find and load its published weights (`paper` profile), how to build the
+published architecture at full size with seeded random weights and no files (`paper-random`:
+proves the paper-scale configs, shapes and memory offline; the GPU benchmark times it), and how
+to build the same architecture at toy size with seeded random weights (`tiny`, for tests and the
+quickstart). `paper-random` builds through the same constructors and published configurations
+as `paper` and differs only in not reading weights. Methods and metrics ask the zoo for roles by
+name and never touch files directly, so every model that touched a result is recorded with its
+source and sha256.
 
-`paper` never falls back to `tiny`: a missing role is an error that says how to obtain it.
+`paper` never falls back to a random profile: a missing role is an error that says how to
+obtain it.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ import torch
 
 from audiobench.errors import AudiobenchError
 
-PROFILES = ("paper", "tiny")
-TINY_SEED = 0
+PROFILES = ("paper", "paper-random", "tiny")
+# Profiles with seeded random weights: their numbers mean nothing, and reports say so.
+RANDOM_PROFILES = ("paper-random", "tiny")
+RANDOM_SEED = 0
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# The published configuration files of the paper's models (sources in configs/README.md): what
+# `paper-random` builds from, and what `paper` would read beside the weights.
+CONFIGS_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,27 @@ class LoadOptions:
 
     device: torch.device
     dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Where a role's loader finds its tensors, for `models manifest` and `models check --deep`.
+
+    `files` maps each component (the names `modules_of` gives the loaded model: "" for a bare
+    module) to candidate file names relative to the located weights folder, or to ("",) when
+    the located path is the file itself. Inside a file, `entry` is the dict entry holding the
+    state dict (e.g. taming's "state_dict"); `prefixes` keeps only the keys the loader reads;
+    `optional` are key prefixes the loader accepts with or without; `ignored` are keys of
+    published files that the loader drops; `legacy_prefix` is a prefix that files saved by
+    older library versions put before keys and that the loader removes.
+    """
+
+    files: dict[str, tuple[str, ...]]
+    entry: str | None = None
+    prefixes: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    legacy_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,7 +81,9 @@ class Role:
     how_to_obtain: str  # one sentence for the "missing weights" error
     locate: Callable[[Sequence[Path]], Path | None]  # paper weights in these dirs or the caches
     load_paper: Callable[[Path, LoadOptions], Any]
+    build_paper_random: Callable[[LoadOptions], Any]  # published architecture, random weights
     build_tiny: Callable[[LoadOptions], Any]
+    layout: WeightLayout  # what `load_paper` reads from the weight files
     fetch: Callable[[Path], Path] | None = None  # download into a weights dir (needs a network)
 
 
@@ -106,6 +139,23 @@ def default_weights_dir(weights_dir: Path | None = None) -> Path:
     return cache_dir() / "weights"
 
 
+def diffusers_layout(
+    diffusers_models: Sequence[str], transformers_models: Sequence[str]
+) -> WeightLayout:
+    """The weight files of a diffusers pipeline folder, safetensors first."""
+    files = {
+        name: (f"{name}/diffusion_pytorch_model.safetensors", f"{name}/diffusion_pytorch_model.bin")
+        for name in diffusers_models
+    }
+    files |= {
+        name: (f"{name}/model.safetensors", f"{name}/pytorch_model.bin")
+        for name in transformers_models
+    }
+    # transformers 4 saved CLIP text encoders under `text_model.`, with their position ids,
+    # which transformers 5 drops on loading (and recomputes)
+    return WeightLayout(files, ignored=("embeddings.position_ids",), legacy_prefix="text_model.")
+
+
 class ModelZoo:
     """Resolves roles under one profile, loads each once, and remembers what it loaded."""
 
@@ -126,7 +176,7 @@ class ModelZoo:
 
     def require(self, role_names: Iterable[str]) -> None:
         """Fail once, listing every role whose paper weights are missing and how to get them."""
-        if self.profile == "tiny":
+        if self.profile in RANDOM_PROFILES:
             return
         missing = [get_role(name) for name in role_names if self.locate(name) is None]
         if missing:
@@ -140,22 +190,27 @@ class ModelZoo:
         """The model for a role (built or loaded once per zoo)."""
         if role_name not in self._loaded:
             role = get_role(role_name)
-            if self.profile == "tiny":
+            if self.profile in RANDOM_PROFILES:
+                build = role.build_tiny if self.profile == "tiny" else role.build_paper_random
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(TINY_SEED)
-                    model = role.build_tiny(self.options)
+                    torch.manual_seed(RANDOM_SEED)
+                    model = build(self.options)
                 self._provenance[role_name] = Provenance(
-                    role.name, "tiny", f"tiny-random(seed={TINY_SEED})", None, state_sha256(model)
+                    role.name,
+                    self.profile,
+                    f"{self.profile}(seed={RANDOM_SEED})",
+                    None,
+                    state_sha256(model),
                 )
             else:
-                model = role.load_paper(self.identify(role_name).path, self.options)
+                model = role.load_paper(Path(self.identify(role_name).path), self.options)
             self._loaded[role_name] = model
         return self._loaded[role_name]
 
     def identify(self, role_name: str) -> Provenance:
         """Source and weights hash of a role; for `paper` without loading the model."""
         if role_name not in self._provenance:
-            if self.profile == "tiny":
+            if self.profile in RANDOM_PROFILES:
                 self.load(role_name)
             else:
                 self.require([role_name])
@@ -171,6 +226,16 @@ class ModelZoo:
 
     def provenance(self) -> list[dict[str, Any]]:
         return [asdict(record) for record in self._provenance.values()]
+
+
+def published_config(name: str) -> dict[str, Any]:
+    """A configuration file embedded in the package (`configs/<name>`, JSON or YAML)."""
+    text = (CONFIGS_DIR / name).read_text(encoding="utf-8")
+    if name.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_load(text)
+    return json.loads(text)
 
 
 def modules_of(model: Any) -> list[tuple[str, torch.nn.Module]]:
@@ -281,10 +346,48 @@ def torch_hub_file(file_name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def download_file(url: str, target: Path) -> Path:
-    """Download `url` to `target` (atomically, through torch.hub's downloader)."""
+def download_file(url: str, target: Path, sha256_prefix: str | None = None) -> Path:
+    """Download `url` to `target`, resuming an interrupted download, with a progress bar.
+
+    Bytes go to `<target>.part`, which a later call continues with an HTTP range request
+    (starting over when the server ignores it). The finished file is checked against the
+    published sha256 (or its leading hex digits, as torch.hub names files) where there is one,
+    then renamed into place, so `target` only ever holds a whole, verified file.
+    """
+    import urllib.request
+
+    from audiobench.progress import byte_progress_bar
+
+    target = Path(target)
+    if target.is_file():
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(url, str(target), progress=True)
+    partial = target.with_name(target.name + ".part")
+    have = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        resumed = have > 0 and response.status == 206
+        length = response.headers.get("Content-Length")
+        total = (int(length) + (have if resumed else 0)) if length else None
+        with (
+            open(partial, "ab" if resumed else "wb") as handle,
+            byte_progress_bar(total, target.name, have if resumed else 0) as advance,
+        ):
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                handle.write(chunk)
+                advance(len(chunk))
+    if sha256_prefix is not None:
+        digest = hashlib.sha256()
+        with open(partial, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(sha256_prefix):
+            partial.unlink()
+            raise AudiobenchError(
+                f"{url} downloaded with sha256 {digest.hexdigest()[:16]}..., not the published "
+                f"{sha256_prefix}...; the partial file was removed, try again"
+            )
+    os.replace(partial, target)
     return target
 
 
@@ -305,25 +408,18 @@ def variance_preserving_init(model: torch.nn.Module, nonlinearity: str = "relu")
             module.running_var.fill_(1.0)
 
 
-def tiny_checkpoint(
-    name: str,
+def build_unloaded(
     module_class: type[torch.nn.Module],
     placeholder: dict,
     build: Callable[[type, str], torch.nn.Module],
-    content: Callable[[torch.nn.Module], dict],
-) -> Path:
-    """Write once, into the cache, the seeded random weights of a model whose constructor only
-    takes its weights from a file (torch-fidelity's Inception, speechbrain's BEATs).
+) -> torch.nn.Module:
+    """A model whose constructor only takes its weights from a file (torch-fidelity's
+    Inception, speechbrain's BEATs), built with its own random initialisation.
 
     `build(cls, path)` constructs (and may re-initialise) the model from a placeholder file
-    holding `placeholder`; `cls` ignores the empty state dict the constructor then loads, so the
-    model keeps its seeded initialisation. `content(model)` is what the checkpoint file holds.
+    holding `placeholder` (the configuration such a file carries, no weights); `cls` ignores the
+    empty state dict the constructor then loads. Works on the meta device too.
     """
-    from audiobench.store import atomic_write_bytes
-
-    target = cache_dir() / name
-    if target.is_file():
-        return target
 
     class Unloaded(module_class):
         def load_state_dict(self, state_dict, *args, **kwargs):
@@ -331,15 +427,33 @@ def tiny_checkpoint(
                 return None
             return super().load_state_dict(state_dict, *args, **kwargs)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.placeholder")
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".placeholder-{os.getpid()}-{module_class.__name__}.pt"
     torch.save(placeholder, staging)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(TINY_SEED)
-            model = build(Unloaded, str(staging))
+        return build(Unloaded, str(staging))
     finally:
         staging.unlink()
+
+
+def tiny_checkpoint(
+    name: str,
+    module_class: type[torch.nn.Module],
+    placeholder: dict,
+    build: Callable[[type, str], torch.nn.Module],
+    content: Callable[[torch.nn.Module], dict],
+) -> Path:
+    """Write once, into the cache, the seeded random weights of a model built by
+    `build_unloaded`; `content(model)` is what the checkpoint file holds."""
+    from audiobench.store import atomic_write_bytes
+
+    target = cache_dir() / name
+    if target.is_file():
+        return target
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        model = build_unloaded(module_class, placeholder, build)
     buffer = io.BytesIO()
     torch.save(content(model), buffer)
     atomic_write_bytes(target, buffer.getvalue())

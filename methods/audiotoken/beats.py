@@ -15,9 +15,13 @@ import torch
 
 from audiobench.models.checkpoints import load_state_dict
 from audiobench.models.zoo import (
-    TINY_SEED,
+    RANDOM_SEED,
     LoadOptions,
     Role,
+    WeightLayout,
+    build_unloaded,
+    download_file,
+    published_config,
     register_role,
     tiny_checkpoint,
     weight_file,
@@ -25,7 +29,15 @@ from audiobench.models.zoo import (
 from methods.audiotoken.speechbrain_import import speechbrain_module
 
 CHECKPOINT = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+# The link of the BEATs README (microsoft/unilm) and of AudioToken's README; its signature is
+# valid until 2033.
+URL = (
+    f"https://valle.blob.core.windows.net/share/BEATs/{CHECKPOINT}?sv=2020-08-04"
+    "&st=2023-03-01T07%3A51%3A05Z&se=2033-03-02T07%3A51%3A00Z&sr=c&sp=rl"
+    "&sig=QJXmSJG9DbMKf48UDIU1MfzIro8HQOf3sqlNXiflY1I%3D"
+)
 LAYERS = (4, 8, 12)
+PAPER_CONFIG = "beats-iter3-plus-as2m-finetuned.json"  # the `cfg` stored in CHECKPOINT
 # The base architecture at toy width; 12 layers so that layers 4, 8 and 12 exist.
 TINY_CONFIG = {
     "encoder_layers": 12,
@@ -82,16 +94,30 @@ def load_beats(path: Path, options: LoadOptions | None = None) -> BeatsFeatures:
 
 
 def _tiny_checkpoint() -> Path:
-    """A seeded random BEATs of the tiny configuration in the official {'cfg', 'model'} format."""
-    BEATs = speechbrain_module("speechbrain.lobes.models.beats").BEATs
-
+    """A seeded random BEATs of the tiny configuration in the official {'cfg', 'model'} format,
+    written once: the tiny profile then loads it exactly as `paper` loads the published file."""
     return tiny_checkpoint(
-        f"beats-tiny-seed{TINY_SEED}.pt",
-        BEATs,
+        f"beats-tiny-seed{RANDOM_SEED}.pt",
+        _beats_class(),
         {"cfg": TINY_CONFIG, "model": {}},
         lambda cls, placeholder: cls(ckp_path=placeholder),
         lambda model: {"cfg": TINY_CONFIG, "model": model.state_dict()},
     )
+
+
+def _build_paper_random(options: LoadOptions) -> BeatsFeatures:
+    """BEATs of the published configuration, random weights, built through speechbrain's
+    constructor as `paper` is (without writing the 360 MB of weights to a file)."""
+    beats = build_unloaded(
+        _beats_class(),
+        {"cfg": published_config(PAPER_CONFIG), "model": {}},
+        lambda cls, placeholder: cls(ckp_path=placeholder, freeze=True, output_all_hiddens=True),
+    )
+    return BeatsFeatures(beats, options)
+
+
+def _beats_class() -> type[torch.nn.Module]:
+    return speechbrain_module("speechbrain.lobes.models.beats").BEATs
 
 
 def _locate(search_dirs: Sequence[Path]) -> Path | None:
@@ -103,10 +129,13 @@ BEATS = register_role(
         name="beats",
         description="BEATs iter3+ AS2M (fine-tuned): AudioToken's audio encoder, layers 4/8/12",
         paper_source=CHECKPOINT,
-        how_to_obtain=f"{CHECKPOINT} from the microsoft/unilm BEATs release, at "
+        how_to_obtain=f"{CHECKPOINT} from the microsoft/unilm BEATs release (README link), at "
         f"WEIGHTS/beats/{CHECKPOINT}",
         locate=_locate,
         load_paper=load_beats,
+        build_paper_random=_build_paper_random,
         build_tiny=lambda options: load_beats(_tiny_checkpoint(), options),
+        layout=WeightLayout({"beats": ("",)}, entry="model", optional=("predictor.",)),
+        fetch=lambda weights_dir: download_file(URL, Path(weights_dir) / "beats" / CHECKPOINT),
     )
 )

@@ -20,6 +20,7 @@ attentive pooling is the identity and the embedder is its two-layer MLP.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,9 +28,10 @@ import torch
 from audiobench.errors import AudiobenchError
 from audiobench.models.checkpoints import load_state_dict, load_strict
 from audiobench.models.zoo import (
-    TINY_SEED,
+    RANDOM_SEED,
     LoadOptions,
     Role,
+    WeightLayout,
     huggingface_file,
     register_role,
     variance_preserving_init,
@@ -115,12 +117,12 @@ def _sizes(state: dict[str, torch.Tensor], path: Path) -> tuple[list[int], int]:
         ) from error
 
 
-def _build_tiny(options: LoadOptions) -> XvectorFeatures:
+def _build_random(architecture: dict, options: LoadOptions) -> XvectorFeatures:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        network = build_xvector(**TINY_ARCHITECTURE)
+        torch.manual_seed(RANDOM_SEED)
+        network = build_xvector(**architecture)
         variance_preserving_init(network, "leaky_relu")
-    return XvectorFeatures(network, TINY_ARCHITECTURE["lin_neurons"], options)
+    return XvectorFeatures(network, architecture["lin_neurons"], options)
 
 
 def _locate(search_dirs: Sequence[Path]) -> Path | None:
@@ -142,7 +144,9 @@ XVECTOR = register_role(
         f"WEIGHTS/xvector/{CHECKPOINT}",
         locate=_locate,
         load_paper=load_xvector,
-        build_tiny=_build_tiny,
+        build_paper_random=partial(_build_random, PAPER_ARCHITECTURE),
+        build_tiny=partial(_build_random, TINY_ARCHITECTURE),
+        layout=WeightLayout({"xvector": ("",)}),
         fetch=_fetch,
     )
 )

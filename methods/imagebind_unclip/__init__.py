@@ -2,7 +2,8 @@
 
 The ImageBind audio embedding of the 5 s window (three 2 s clips, each L2-normalised x 20, then
 averaged) is given to Stable unCLIP 2.1 as `image_embeds`, with an empty prompt and noise level
-0 (Anything2Image's defaults); unCLIP's own defaults: 20 PNDM steps, guidance 10, 768 px.
+0 (Anything2Image's defaults); unCLIP's own defaults: 20 DDIM steps (its scheduler config),
+guidance 10, 768 px.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from audiobench.data import Sample
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    WeightLayout,
     download_file,
     register_role,
     torch_hub_file,
     weight_file,
 )
 from audiobench.registry import Method, MethodContext
-from methods.imagebind_unclip.encoder import ImageBindAudioEncoder
+from methods.imagebind_unclip.encoder import PREFIXES, ImageBindAudioEncoder
 from methods.imagebind_unclip.unclip import TINY_EMBED_DIM  # also registers the `unclip` role
 
 CHECKPOINT = "imagebind_huge.pth"
@@ -55,7 +57,11 @@ IMAGEBIND_AUDIO = register_role(
         how_to_obtain=f"{CHECKPOINT} from {URL} at WEIGHTS/imagebind_audio/{CHECKPOINT}",
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=lambda options: (
+            ImageBindAudioEncoder().eval().to(options.device, options.dtype)
+        ),
         build_tiny=_build_tiny,
+        layout=WeightLayout({"": ("",)}, prefixes=PREFIXES),
         fetch=lambda weights_dir: download_file(
             URL, Path(weights_dir) / "imagebind_audio" / CHECKPOINT
         ),

@@ -1,22 +1,32 @@
 """The `unclip` role: Stable unCLIP 2.1 (image-embedding-conditioned SD), the ImageBind baseline's
-generator. `paper` loads `stabilityai/stable-diffusion-2-1-unclip` (768 px); `tiny` builds the
-same pipeline class with toy components and 32-d image embeddings."""
+generator. `paper` loads `stabilityai/stable-diffusion-2-1-unclip` (768 px) and `paper-random`
+builds it from the repo's configs; `tiny` builds the same pipeline class with toy components
+and 32-d image embeddings. The baseline always passes `image_embeds`, so no profile builds or
+loads the pipeline's CLIP image encoder."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
+import torch
+
 from audiobench.models.clip_tokenizer import VOCAB_SIZE, clip_tokenizer
+from audiobench.models.sd import published_scheduler, untrained_components
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
+    diffusers_layout,
     huggingface_snapshot,
+    published_config,
     register_role,
     role_folder,
 )
 
 UNCLIP_REPO = "stabilityai/stable-diffusion-2-1-unclip"
+PAPER_CONFIGS = "stable-diffusion-2-1-unclip"  # the repo's component configs, embedded
+PAD_TOKEN = "!"  # SD 2's tokenizer pads with "!", not with the end-of-text token
 TINY_EMBED_DIM = 32
 _MARKER = "model_index.json"
 
@@ -25,48 +35,111 @@ def _locate(search_dirs: Sequence[Path]) -> Path | None:
     return role_folder(search_dirs, "unclip", _MARKER) or huggingface_snapshot(UNCLIP_REPO, _MARKER)
 
 
-def _load_paper(path: Path, options: LoadOptions):
+@cache
+def _embeddings_pipeline_class():
+    """`StableUnCLIPImg2ImgPipeline` driven by `image_embeds` alone, so that its CLIP ViT-H image
+    encoder (632M parameters) need not be loaded: the parent asks that encoder for its dtype
+    even when it is handed the embeddings."""
     from diffusers import StableUnCLIPImg2ImgPipeline
 
-    pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(
-        path, torch_dtype=options.dtype, local_files_only=True
+    class ImageEmbedsUnCLIPPipeline(StableUnCLIPImg2ImgPipeline):
+        def _encode_image(
+            self,
+            image,
+            device,
+            batch_size,
+            num_images_per_prompt,
+            do_classifier_free_guidance,
+            noise_level,
+            generator,
+            image_embeds,
+        ):
+            """The parent's steps for given embeddings: noise augmentation at `noise_level`,
+            one copy per image per prompt, zeros as the unconditional half."""
+            if image_embeds is None:
+                raise ValueError("this unCLIP pipeline takes image_embeds, not images")
+            embeds = self.noise_image_embeddings(
+                image_embeds=image_embeds, noise_level=noise_level, generator=generator
+            )
+            embeds = embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            if do_classifier_free_guidance:
+                embeds = torch.cat([torch.zeros_like(embeds), embeds])
+            return embeds
+
+    return ImageEmbedsUnCLIPPipeline
+
+
+def _load_paper(path: Path, options: LoadOptions):
+    """The published pipeline without its CLIP ViT-H image encoder (632M parameters): the
+    baseline always passes `image_embeds`, so the encoder would never run."""
+    pipeline = _embeddings_pipeline_class().from_pretrained(
+        path,
+        torch_dtype=options.dtype,
+        local_files_only=True,
+        image_encoder=None,
+        feature_extractor=None,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(options.device)
 
 
-def _build_tiny(options: LoadOptions):
-    """The unCLIP pipeline with 32-d image embeddings, a 2-layer text encoder, 64 px images."""
-    from diffusers import (
-        AutoencoderKL,
-        DDPMScheduler,
-        PNDMScheduler,
-        StableUnCLIPImg2ImgPipeline,
-        UNet2DConditionModel,
+def _assemble(
+    unet,
+    vae,
+    text_encoder,
+    image_normalizer,
+    image_noising_scheduler,
+    scheduler,
+    tokenizer,
+    options: LoadOptions,
+):
+    """An unCLIP pipeline of untrained components (the random profiles), as `paper` has it."""
+    pipeline = _embeddings_pipeline_class()(
+        feature_extractor=None,
+        image_encoder=None,
+        image_normalizer=image_normalizer.eval(),
+        image_noising_scheduler=image_noising_scheduler,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder.eval(),
+        unet=unet.eval(),
+        scheduler=scheduler,
+        vae=vae.eval(),
     )
+    pipeline.set_progress_bar_config(disable=True)
+    if options.dtype != torch.float32:
+        pipeline.to(dtype=options.dtype)
+    return pipeline.to(options.device)
+
+
+def _build_paper_random(options: LoadOptions):
+    """Stable unCLIP 2.1 at full size (768 px, ViT-H text encoder) from its published configs."""
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
         StableUnCLIPImageNormalizer,
     )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
+
+    parts = untrained_components(PAPER_CONFIGS)
+    normalizer = published_config(f"{PAPER_CONFIGS}/image_normalizer.json")
+    return _assemble(
+        parts["unet"],
+        parts["vae"],
+        parts["text_encoder"],
+        StableUnCLIPImageNormalizer.from_config(normalizer),
+        published_scheduler(PAPER_CONFIGS, "image_noising_scheduler"),
+        published_scheduler(PAPER_CONFIGS),
+        clip_tokenizer(pad_token=PAD_TOKEN),
+        options,
     )
 
-    width, dim = 32, TINY_EMBED_DIM
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=width,
-            projection_dim=dim,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            intermediate_size=37,
-            patch_size=4,
-        )
+
+def _build_tiny(options: LoadOptions):
+    """The unCLIP pipeline with 32-d image embeddings, a 2-layer text encoder, 64 px images."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+        StableUnCLIPImageNormalizer,
     )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    width, dim = 32, TINY_EMBED_DIM
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=VOCAB_SIZE,
@@ -105,28 +178,17 @@ def _build_tiny(options: LoadOptions):
         layers_per_block=1,
         sample_size=64,
     )
-    scheduler = PNDMScheduler(  # the scheduler config of stable-diffusion-2-1-unclip
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="v_prediction",
-        skip_prk_steps=True,
-        steps_offset=1,
-        set_alpha_to_one=False,
+
+    return _assemble(
+        unet,
+        vae,
+        text_encoder,
+        StableUnCLIPImageNormalizer(embedding_dim=dim),
+        published_scheduler(PAPER_CONFIGS, "image_noising_scheduler"),
+        published_scheduler(PAPER_CONFIGS),
+        clip_tokenizer(pad_token=PAD_TOKEN),
+        options,
     )
-    pipeline = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=image_encoder.eval(),
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=dim).eval(),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=clip_tokenizer(),
-        text_encoder=text_encoder.eval(),
-        unet=unet.eval(),
-        scheduler=scheduler,
-        vae=vae.eval(),
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(options.device, options.dtype)
 
 
 def _fetch(weights_dir: Path) -> Path:
@@ -151,7 +213,9 @@ UNCLIP = register_role(
         "Face cache (`audiobench models fetch --role unclip`)",
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=_build_paper_random,
         build_tiny=_build_tiny,
+        layout=diffusers_layout(("unet", "vae", "image_normalizer"), ("text_encoder",)),
         fetch=_fetch,
     )
 )

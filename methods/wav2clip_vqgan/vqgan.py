@@ -230,19 +230,29 @@ class VQGAN(nn.Module):
         return self.decode_latent(self.quantize.lookup(indices))
 
 
+def vqgan_from_config(config: object, source: Path | str) -> VQGAN:
+    """An untrained VQGAN of a taming `model.yaml` (`model.params.{embed_dim, n_embed,
+    ddconfig}`), read from `source` (named in errors)."""
+    try:
+        params = config["model"]["params"]  # type: ignore[index]
+        return VQGAN(params["embed_dim"], params["n_embed"], params["ddconfig"])
+    except (KeyError, TypeError) as error:
+        raise AudiobenchError(
+            f"{source} is not a taming model.yaml with model.params.{{embed_dim, n_embed, "
+            f"ddconfig}}: {error}"
+        ) from error
+
+
 def load_taming_vqgan(ckpt_path: Path, config_path: Path) -> VQGAN:
-    """An official taming checkpoint (`{'state_dict': ...}`) and its `model.yaml`."""
+    """An official taming checkpoint (`{'state_dict': ...}`, as Lightning 1.x saved it) and its
+    `model.yaml`."""
     import yaml
 
     try:
-        params = yaml.safe_load(Path(config_path).read_text())["model"]["params"]
-        embed_dim, n_embed, ddconfig = params["embed_dim"], params["n_embed"], params["ddconfig"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        raise AudiobenchError(
-            f"{config_path} is not a taming model.yaml with model.params.{{embed_dim, n_embed, "
-            f"ddconfig}}: {error}"
-        ) from error
+        config = yaml.safe_load(Path(config_path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise AudiobenchError(f"{config_path} is not a readable YAML file: {error}") from error
+    model = vqgan_from_config(config, config_path)
     state = load_state_dict(ckpt_path, key="state_dict")
-    model = VQGAN(embed_dim, n_embed, ddconfig)
     load_strict(model, {k: v for k, v in state.items() if k.startswith(PARTS)}, ckpt_path)
     return model.eval()

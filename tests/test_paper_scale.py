@@ -1,0 +1,292 @@
+"""Paper scale without the weights: manifests against the authors' code, published sizes,
+Lightning checkpoints read safely, the `paper` loaders run from a weights folder, and
+`models fetch` without a network."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+import yaml
+
+from audiobench.errors import AudiobenchError
+from audiobench.models import LoadOptions, ModelZoo
+from audiobench.models.checkpoints import load_state_dict
+from audiobench.models.inventory import roles_in_use
+from audiobench.models.manifest import check_files, manifest_document, role_manifest
+from methods.audiotoken.embedder import AudioTokenEmbedder
+from methods.wav2clip_vqgan import TINY_DDCONFIG, VQGAN, load_taming_vqgan
+from tests.conftest import run_subprocess
+
+FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
+CPU = LoadOptions(torch.device("cpu"), torch.float32)
+roles_in_use()  # registers every method's roles
+
+
+@pytest.mark.parametrize("role", ["imagebind_audio", "vqgan", "wav2clip", "beats", "xvector"])
+def test_manifests_match_the_authors_code(role):
+    """Key lists made from the authors' own model code at the published size
+    (tests/fixtures/manifests/make_manifests.py) against what audiobench's loaders read."""
+    authors = json.loads((FIXTURES / f"{role}.json").read_text())
+    assert authors["role"] == role
+    ours = manifest_document(role)
+    assert ours["role"] == role
+    assert ours["keys"] == authors["keys"]
+
+
+def test_the_embedder_matches_the_authors_code():
+    authors = json.loads((FIXTURES / "embedder.json").read_text())
+    with torch.device("meta"):
+        embedder = AudioTokenEmbedder(3 * 768, 768)
+    ours = {key: list(value.shape) for key, value in embedder.state_dict().items()}
+    assert ours == authors["keys"]
+    assert sum(value.numel() for value in embedder.parameters()) == 8_853_507  # the paper's
+
+
+def _parameters(shapes: dict[str, tuple[int, ...]], skip: tuple[str, ...] = ()) -> int:
+    return sum(
+        int(torch.tensor(shape).prod()) if shape else 1
+        for key, shape in shapes.items()
+        if not key.endswith(skip)
+    )
+
+
+def test_paper_random_builds_the_published_sizes():
+    """Parameter counts of the published models, from the embedded configs (independent
+    figures: SD v1.4's model cards and ImageBind's and taming's code)."""
+    sd = role_manifest("sd")
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    assert _parameters(sd["unet"]) == 859_520_964
+    assert _parameters(sd["vae"]) == 83_653_863
+    assert _parameters(sd["text_encoder"]) == 123_060_480
+    assert sd["unet"]["conv_in.weight"] == (320, 4, 3, 3)  # 64 x 64 latents of 512 px images
+    unclip = role_manifest("unclip")
+    assert unclip["unet"]["class_embedding.linear_1.weight"] == (1280, 2048)  # 1024-d embeds x 2
+    assert unclip["text_encoder"]["final_layer_norm.weight"] == (1024,)  # OpenCLIP ViT-H text
+    assert "image_encoder" not in unclip  # never loaded: the baseline passes image_embeds
+    assert _parameters(role_manifest("vqgan")[""]) == 76_073_859
+    imagebind = role_manifest("imagebind_audio")[""]
+    assert imagebind["modality_heads.audio.2.weight"] == (1024, 768)
+    assert _parameters(role_manifest("clip_l14")["model"]) == 427_616_513
+    assert _parameters(role_manifest("classifier")["model"], buffers) == 86_567_656
+
+
+def test_manifest_command_prints_components_for_pipelines(cli):
+    code, out, _ = cli("models", "manifest", "sd", "--json")
+    document = json.loads(out)
+    assert code == 0 and set(document) == {"role", "components"}
+    assert set(document["components"]) == {"unet", "vae", "text_encoder"}
+    assert document["components"]["unet"]["conv_in.weight"] == [320, 4, 3, 3]
+    code, out, _ = cli("models", "manifest", "vqgan", "--json")
+    document = json.loads(out)
+    assert code == 0 and set(document) == {"role", "keys"}
+    assert not any(key.startswith("loss.") for key in document["keys"])
+    code, out, _ = cli("models", "manifest", "beats")
+    assert code == 0 and "encoder.pos_conv.0.weight_g\t" in out
+
+
+def test_deep_check_names_missing_unexpected_and_misshapen_keys(tmp_path, cli):
+    """A paper-size X-vector file passes; damaged copies are named before anything runs."""
+    weights = tmp_path / "weights"
+    state = ModelZoo("paper-random", CPU).load("xvector").network.state_dict()
+    (weights / "xvector").mkdir(parents=True)
+    target = weights / "xvector" / "embedding_model.ckpt"
+    torch.save(state, target)
+    [check] = check_files("xvector", target)
+    assert check.ok, check.describe()
+
+    damaged = dict(state)
+    del damaged["blocks.0.conv.weight"]
+    damaged["blocks.16.w.weight"] = torch.zeros(7, 3000)
+    damaged["extra.weight"] = torch.zeros(1)
+    torch.save(damaged, target)
+    [check] = check_files("xvector", target)
+    assert check.missing == ["blocks.0.conv.weight"] and check.unexpected == ["extra.weight"]
+    assert check.misshapen == ["blocks.16.w.weight (7, 3000) (expected (512, 3000))"]
+    code, out, _ = cli("models", "check", "--deep", "--weights-dir", weights)
+    assert code == 1
+    assert "mismatch" in out
+    assert "weight files that do not fit their loader: xvector" in out
+
+
+def test_deep_check_reads_a_lightning_checkpoint_with_its_filter(tmp_path):
+    """The VQGAN's file: the `state_dict` entry of a Lightning checkpoint, `loss.*` ignored."""
+    folder = tmp_path / "vqgan"
+    _lightning_checkpoint(folder, VQGAN(8, 64, TINY_DDCONFIG))
+    [check] = check_files("vqgan", folder)
+    assert check.file == folder / "last.ckpt"
+    assert not any(key.startswith("loss.") for key in check.unexpected)  # filtered, as loading
+    assert check.misshapen  # a tiny model against the published manifest
+    assert "quantize.embedding.weight (64, 8) (expected (16384, 256))" in check.misshapen
+
+
+class _FakeLightning:
+    """Builds a checkpoint as PyTorch Lightning 1.x saves it, without Lightning installed:
+    classes under Lightning's qualified names in modules that exist only while saving."""
+
+    names: ClassVar[dict[str, str]] = {
+        "pytorch_lightning.callbacks.model_checkpoint": "ModelCheckpoint",
+        "pytorch_lightning.utilities.parsing": "AttributeDict",
+    }
+
+    def __enter__(self):
+        self.classes = {}
+        for module_name in ("pytorch_lightning", "pytorch_lightning.callbacks"):
+            sys.modules[module_name] = types.ModuleType(module_name)
+        for module_name, class_name in self.names.items():
+            module = types.ModuleType(module_name)
+            base = dict if class_name == "AttributeDict" else object
+            cls = type(class_name, (base,), {"__module__": module_name})
+            setattr(module, class_name, cls)
+            sys.modules[module_name] = module
+            self.classes[class_name] = cls
+        return self.classes
+
+    def __exit__(self, *exc):
+        for module_name in [*self.names, "pytorch_lightning.callbacks", "pytorch_lightning"]:
+            del sys.modules[module_name]
+
+
+def _lightning_checkpoint(folder: Path, model: VQGAN) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    state["loss.discriminator.main.0.weight"] = torch.zeros(4, 3, 4, 4)
+    with _FakeLightning() as classes:
+        hyper = classes["AttributeDict"](embed_dim=8, n_embed=64)
+        checkpoint = {
+            "epoch": 3,
+            "global_step": 1200,
+            "pytorch-lightning_version": "1.0.8",
+            "callbacks": {classes["ModelCheckpoint"]: {"best_model_score": torch.tensor(0.5)}},
+            "optimizer_states": [{"state": {}, "param_groups": [{"lr": 4.5e-6, "params": [0]}]}],
+            "lr_schedulers": [],
+            "state_dict": state,
+            "hyper_parameters": hyper,
+            "args": argparse.Namespace(base=["configs/model.yaml"], seed=23),
+        }
+        torch.save(checkpoint, folder / "last.ckpt")
+    config = {"model": {"params": {"embed_dim": 8, "n_embed": 64, "ddconfig": TINY_DDCONFIG}}}
+    (folder / "model.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_a_lightning_checkpoint_decodes_exactly_like_its_state_dict(tmp_path):
+    torch.manual_seed(5)
+    source = VQGAN(8, 64, TINY_DDCONFIG).eval()
+    _lightning_checkpoint(tmp_path / "vqgan", source)
+    assert "pytorch_lightning" not in sys.modules
+    raw = (tmp_path / "vqgan" / "last.ckpt").read_bytes()
+    assert b"pytorch_lightning.callbacks.model_checkpoint" in raw  # as Lightning 1.x writes it
+    loaded = load_taming_vqgan(tmp_path / "vqgan" / "last.ckpt", tmp_path / "vqgan" / "model.yaml")
+    codes = torch.randint(64, (2, 8, 8))
+    torch.testing.assert_close(loaded.decode_code(codes), source.decode_code(codes), rtol=0, atol=0)
+    assert "pytorch_lightning" not in sys.modules  # nothing was imported to read it
+    # and through the zoo's paper path, from a weights folder (the yaml decides the size)
+    zoo = ModelZoo("paper", CPU, tmp_path)
+    torch.testing.assert_close(zoo.load("vqgan").decode_code(codes), source.decode_code(codes))
+
+
+class _Payload:
+    """Unpickling this runs `os.system`: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "callbacks": _Payload(marker)}, path)
+    with pytest.raises(AudiobenchError) as refused:
+        load_state_dict(path, key="state_dict")
+    message = str(refused.value)
+    assert "was refused" in message and "system" in message
+    assert "truncated" not in message and "corrupt" not in message
+    assert not marker.exists()
+    # a plain pickle (torch's legacy format, protocol 2) of the same payload is refused too
+    with open(tmp_path / "plain.pt", "wb") as handle:
+        pickle.dump({"callbacks": _Payload(marker)}, handle, protocol=2)
+    with pytest.raises(AudiobenchError, match="was refused"):
+        load_state_dict(tmp_path / "plain.pt")
+    assert not marker.exists()
+
+
+def test_a_truncated_checkpoint_is_still_called_truncated(tmp_path):
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(AudiobenchError, match="unreadable \\(truncated, corrupt"):
+        load_state_dict(path)
+
+
+def test_paper_loaders_run_from_a_weights_folder(tmp_path):
+    """The `paper` code paths of the roles whose loaders take their sizes from the files,
+    fed files in the published formats: diffusers folders, BEATs' {'cfg', 'model'}, taming's
+    yaml + Lightning checkpoint, speechbrain's X-vector, the paper-size Wav2CLIP."""
+    from methods.audiotoken.beats import _tiny_checkpoint
+
+    weights = tmp_path / "weights"
+    tiny = ModelZoo("tiny", CPU)
+    tiny.load("sd").save_pretrained(weights / "sd")
+    tiny.load("unclip").save_pretrained(weights / "unclip")
+    (weights / "beats").mkdir(parents=True)
+    (weights / "beats" / "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt").write_bytes(
+        _tiny_checkpoint().read_bytes()
+    )
+    (weights / "xvector").mkdir()
+    torch.save(
+        tiny.load("xvector").network.state_dict(), weights / "xvector" / "embedding_model.ckpt"
+    )
+    (weights / "wav2clip").mkdir()
+    paper_size = ModelZoo("paper-random", CPU).load("wav2clip")
+    torch.save(paper_size.state_dict(), weights / "wav2clip" / "Wav2CLIP.pt")
+    _lightning_checkpoint(weights / "vqgan", tiny.load("vqgan"))
+
+    zoo = ModelZoo("paper", CPU, weights)
+    for role in ("sd", "unclip", "beats", "xvector", "wav2clip", "vqgan"):
+        model = zoo.load(role)
+        assert zoo.identify(role).path.startswith(str(weights)), role
+    prompt = torch.zeros(1, 77, 32)
+    image = zoo.load("sd")(prompt_embeds=prompt, num_inference_steps=1, output_type="pt").images
+    assert image.shape == (1, 3, 64, 64)
+    embeds = torch.zeros(1, 32)
+    image = zoo.load("unclip")(image_embeds=embeds, num_inference_steps=1, output_type="pt").images
+    assert image.shape == (1, 3, 64, 64)
+    audio = torch.zeros(1, 16_000)
+    torch.testing.assert_close(zoo.load("wav2clip").embed([audio[0]]), paper_size.embed([audio[0]]))
+    assert zoo.load("beats").layer_features(audio).shape[-1] == 3 * 16
+    assert model is zoo.load("vqgan")
+
+
+def test_models_fetch_without_a_network_lists_every_role_and_exits_1(tmp_path):
+    """Every role is tried (none stops the others), the table names each, and no traceback."""
+    closed = "http://127.0.0.1:9"  # nothing listens there: connections are refused at once
+    result = run_subprocess(
+        "models",
+        "fetch",
+        "--weights-dir",
+        tmp_path,
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "https_proxy": closed,
+            "HTTPS_PROXY": closed,
+            "TORCH_HOME": str(tmp_path / "torch"),
+        },
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for role in roles_in_use():
+        assert f"{role}: failed" in result.stdout, role
+    assert "still missing:" in result.stdout
