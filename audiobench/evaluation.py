@@ -26,7 +26,7 @@ from PIL import Image
 
 from audiobench import __version__
 from audiobench.concurrency import thread_map
-from audiobench.data import Sample, load_index
+from audiobench.data import Sample, frame_policy, load_index
 from audiobench.distributed import join, main_holds_lock
 from audiobench.environment import package_versions
 from audiobench.errors import AudiobenchError, SampleError
@@ -143,6 +143,9 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             results[metric], new_columns = _COMPUTE[metric](evaluated, vectors, features, settings)
             columns.update(new_columns)
         report = _metrics_record(record, settings, zoo, results, evaluated, excluded)
+        report["reference_frames"] = {
+            "policy": frame_policy(settings.data_dir or record["dataset"], record["split"])
+        }
         if processes.is_main:
             run.write_samples(_with_columns(table, evaluated, columns))
             atomic_write_json(run.path / METRICS_FILE, report)

@@ -8,8 +8,8 @@ The clips are synthetic VGGSound-style mp4 files made on the fly (10 s of H.264 
 its own process, timed without Python imports:
 
 - reference: a plain loop that, per clip, decodes the audio track, resamples it to 16 kHz mono,
-  decodes the frame that `--frame-select middle` picks and writes both;
-- `prepare_vggsound` with 1 worker and with 2 workers (`--frame-select middle`, no CLIP
+  decodes the frame that `--frame-select centre` picks and writes both;
+- `prepare_vggsound` with 1 worker and with 2 workers (`centre` frame policies, no CLIP
   scoring, so that decoding is what is measured).
 
 The check: both worker counts write byte-identical datasets, and every reference wav and frame
@@ -131,7 +131,14 @@ def _reference_frame(path: Path, wanted: float):
 
 
 def with_workers(clip_list: Path, video_dir: Path, out: Path, workers: int) -> None:
-    settings = PrepareSettings(clip_list, video_dir, out, frame_select="middle", workers=workers)
+    settings = PrepareSettings(
+        clip_list,
+        video_dir,
+        out,
+        frame_select="centre",
+        train_frame_select="centre",
+        workers=workers,
+    )
     summary = prepare_vggsound(settings, scorer=None)
     assert summary.skipped == {}, f"synthetic clips were skipped: {summary.skipped}"
 

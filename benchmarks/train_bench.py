@@ -38,8 +38,8 @@ from methods.audiotoken.training import CropFeatures, train_audiotoken
 class RecomputedCropFeatures:
     """The official loop's way: BEATs and the VAE encoder on the batch's crops at every step."""
 
-    def __init__(self, context: MethodContext, crops, image_size: int) -> None:
-        self.crops, self.image_size = crops, image_size
+    def __init__(self, context: MethodContext, crops, frame_size: tuple[int, int]) -> None:
+        self.crops, self.frame_size = crops, frame_size
         self.beats = context.models.load("beats")
         self.vae = context.models.load("sd").vae
 
@@ -48,7 +48,7 @@ class RecomputedCropFeatures:
         chosen = [self.crops[i] for i in index.tolist()]
         audio = torch.from_numpy(np.stack([crop.read_audio() for crop in chosen]))
         frames = torch.stack(
-            [frame_tensor(read_frame(c.frame_path), self.image_size) for c in chosen]
+            [frame_tensor(read_frame(c.frame_path), self.frame_size) for c in chosen]
         )
         posterior = self.vae.encode(frames).latent_dist
         moments = torch.cat([posterior.mean, posterior.logvar], dim=1)

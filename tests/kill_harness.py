@@ -243,7 +243,8 @@ def prepare_clips(work: Path) -> None:
 def prepare_argv(work: Path, out: Path) -> list[str]:
     return [
         "data", "prepare", "vggsound", "--csv", str(work / "list.csv"),
-        "--video-dir", str(work / "videos"), "--out", str(out), "--frame-select", "middle",
+        "--video-dir", str(work / "videos"), "--out", str(out), "--frame-select", "centre",
+        "--train-frame-select", "centre",
         "--workers", "1",
     ]  # fmt: skip
 

@@ -124,7 +124,12 @@ def test_broken_sources_are_skipped_by_prepare_with_reasons(tmp_path):
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     summary = prepare_vggsound(
         PrepareSettings(
-            tmp_path / "list.csv", videos, tmp_path / "data", frame_select="middle", workers=1
+            tmp_path / "list.csv",
+            videos,
+            tmp_path / "data",
+            frame_select="centre",
+            train_frame_select="centre",
+            workers=1,
         ),
         None,
     )

@@ -31,7 +31,8 @@ def test_same_seed_gives_the_same_bytes(tmp_path, demo_dir):
 
 def test_layout_and_size(demo_dir):
     table = pd.read_parquet(demo_dir / "index.parquet")
-    assert tuple(table.columns) == INDEX_COLUMNS
+    assert tuple(table.columns) == (*INDEX_COLUMNS, "frame_select")
+    assert set(table.frame_select) == {"synthetic"}  # drawn pictures, recorded as such
     assert len(table) >= 24 and table.label.nunique() >= 4
     assert set(table.split) == {"train", "test"}
     assert (table.groupby("label").split.nunique() == 2).all()  # every class in both splits

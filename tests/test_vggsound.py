@@ -11,7 +11,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from audiobench.data import SAMPLE_RATE, load_index
+from audiobench.data import SAMPLE_RATE, frame_policy, load_index
 from audiobench.data.media import read_frames
 from audiobench.data.training import TrainingCrops, clip_crops
 from audiobench.data.vggsound import (
@@ -88,8 +88,20 @@ def test_both_layouts_give_16khz_windows_and_a_frame_inside(layouts, layout, sha
 
 
 def test_audio_from_the_mp4_track_matches_the_authors_wav(layouts):
-    prepare(layouts, layouts / "authors", out="from_wav", frame_select="middle")
-    prepare(layouts, layouts / "official", out="from_mp4", frame_select="middle")
+    prepare(
+        layouts,
+        layouts / "authors",
+        out="from_wav",
+        frame_select="centre",
+        train_frame_select="centre",
+    )
+    prepare(
+        layouts,
+        layouts / "official",
+        out="from_mp4",
+        frame_select="centre",
+        train_frame_select="centre",
+    )
     for name in (f"{AIRPLANE}_000517.wav", f"{TRAIN}_000290.wav"):
         wav, _ = soundfile.read(layouts / "from_wav" / "audio" / name)
         mp4, _ = soundfile.read(layouts / "from_mp4" / "audio" / name)
@@ -98,7 +110,7 @@ def test_audio_from_the_mp4_track_matches_the_authors_wav(layouts):
 
 def test_clip_selection_keeps_the_best_scoring_frame_in_the_window(layouts):
     calls = []
-    prepare(layouts, layouts / "authors", scorer=brightness_scorer(calls))
+    prepare(layouts, layouts / "authors", scorer=brightness_scorer(calls), frame_select="clip")
     assert calls == ["a photo of a airplane", "a photo of a railroad car, train wagon"]
     sample = next(s for s in load_index(layouts / "data") if s.id.startswith(TRAIN))
     times, frames = read_frames(
@@ -110,10 +122,15 @@ def test_clip_selection_keeps_the_best_scoring_frame_in_the_window(layouts):
         np.testing.assert_array_equal(np.asarray(saved), frames[brightest])
 
 
-def test_middle_selection_takes_the_frame_nearest_the_window_centre(layouts):
-    prepare(layouts, layouts / "authors", frame_select="middle")
+def test_reference_frames_are_the_window_centre_by_default(layouts):
+    """Not chosen by CLIP (which also scores IIS and AIC); only training frames are."""
+    calls = []
+    prepare(layouts, layouts / "authors", scorer=brightness_scorer(calls))
+    assert calls == ["a photo of a airplane"]  # the train clip's crops only
     table = pd.read_parquet(layouts / "data" / "index.parquet")
     assert (table.frame_time == 4.5).all()  # of 2.5 ... 6.5 s, nearest to 5.0 (earliest tie)
+    assert (table.frame_select == "centre").all()
+    assert frame_policy(layouts / "data", "test") == "centre"
 
 
 def test_training_crops_cover_every_whole_second_with_a_frame_inside(layouts):
@@ -123,11 +140,13 @@ def test_training_crops_cover_every_whole_second_with_a_frame_inside(layouts):
     assert crops.audio_start.tolist() == [0, 1, 2, 3, 4, 5]
     frame_ms = crops.frame.str.extract(r"_(\d+)\.png$")[0].astype(int) / 1000
     assert ((crops.audio_start <= frame_ms) & (frame_ms < crops.audio_end)).all()
-    dataset = TrainingCrops(layouts / "data", image_size=64, seed=1)
+    dataset = TrainingCrops(layouts / "data", frame_size=(64, 40), seed=1)
     item = dataset[0]
-    assert item["audio"].shape == (5 * SAMPLE_RATE,) and item["frame"].shape == (3, 64, 64)
+    assert item["audio"].shape == (5 * SAMPLE_RATE,) and item["frame"].shape == (3, 40, 64)
     assert item["frame"].min() >= -1 and item["frame"].max() <= 1
-    chosen = [TrainingCrops(layouts / "data", image_size=8, seed=1)[0]["crop"] for _ in range(2)]
+    chosen = [
+        TrainingCrops(layouts / "data", frame_size=(8, 5), seed=1)[0]["crop"] for _ in range(2)
+    ]
     assert chosen[0] == chosen[1] == item["crop"]
     picks = set()
     for epoch in range(20):
@@ -147,7 +166,8 @@ def test_filters_drop_listed_ids(layouts, shared_data):
     summary = prepare(
         layouts,
         layouts / "authors",
-        frame_select="middle",
+        frame_select="centre",
+        train_frame_select="centre",
         filters=[shared_data / "filter_low_quality_videos.txt"],
     )
     assert summary.prepared == 1 and summary.skipped == {"filtered": 1}
@@ -184,7 +204,7 @@ def test_broken_clips_are_skipped_with_precise_reasons(shared_data, tmp_path):
     lines.append(f"{TRAIN},290,airplane,test")
     shutil.copy(source, clips / f"{TRAIN}_000290.mp4")
     (tmp_path / "list.csv").write_text("\n".join(lines) + "\n")
-    summary = prepare(tmp_path, clips, frame_select="middle")
+    summary = prepare(tmp_path, clips, frame_select="centre", train_frame_select="centre")
     assert summary.prepared == 1
     skipped = pd.read_csv(tmp_path / "data" / "skipped.csv").set_index("id")
     for ytid, (_, reason, detail) in cases.items():
@@ -202,15 +222,21 @@ def test_resume_after_interruption_does_not_redo_finished_clips(layouts):
         return scorer(frames, prompt)
 
     with pytest.raises(KeyboardInterrupt):
-        prepare(layouts, layouts / "authors", scorer=interrupted)
+        prepare(layouts, layouts / "authors", scorer=interrupted, frame_select="clip")
     assert len(calls) == 1
     killed_writer = f"tmp-{socket.gethostname()}-{dead_pid()}"
     for folder in ("frames", "train_frames"):
         (layouts / "data" / folder / f".{TRAIN}.png.{killed_writer}").write_bytes(b"partial")
-    summary = prepare(layouts, layouts / "authors", scorer=scorer)
+    summary = prepare(layouts, layouts / "authors", scorer=scorer, frame_select="clip")
     assert not list((layouts / "data").rglob(f"*{killed_writer}"))
     assert summary.prepared == 2 and len(calls) == 2  # only the second clip was scored again
-    single = prepare(layouts, layouts / "authors", out="uninterrupted", scorer=brightness_scorer())
+    single = prepare(
+        layouts,
+        layouts / "authors",
+        out="uninterrupted",
+        scorer=brightness_scorer(),
+        frame_select="clip",
+    )
     for folder in ("audio", "frames", "train_frames"):
         for path in (layouts / "uninterrupted" / folder).iterdir():
             assert (layouts / "data" / folder / path.name).read_bytes() == path.read_bytes()
@@ -218,8 +244,22 @@ def test_resume_after_interruption_does_not_redo_finished_clips(layouts):
 
 
 def test_worker_pool_gives_the_same_dataset(layouts):
-    prepare(layouts, layouts / "authors", out="one", frame_select="middle", workers=1)
-    prepare(layouts, layouts / "authors", out="two", frame_select="middle", workers=2)
+    prepare(
+        layouts,
+        layouts / "authors",
+        out="one",
+        frame_select="centre",
+        train_frame_select="centre",
+        workers=1,
+    )
+    prepare(
+        layouts,
+        layouts / "authors",
+        out="two",
+        frame_select="centre",
+        train_frame_select="centre",
+        workers=2,
+    )
     for path in (layouts / "one").rglob("*"):
         if path.is_file() and path.name != "prepare.jsonl":
             assert (
@@ -264,7 +304,9 @@ def test_cli_prepares_and_exits_1_when_nothing_was_prepared(layouts, cli, tmp_pa
         "--out",
         layouts / "cli",
         "--frame-select",
-        "middle",
+        "centre",
+        "--train-frame-select",
+        "centre",
         "--workers",
         "1",
     )
@@ -282,7 +324,9 @@ def test_cli_prepares_and_exits_1_when_nothing_was_prepared(layouts, cli, tmp_pa
         "--out",
         tmp_path / "none",
         "--frame-select",
-        "middle",
+        "centre",
+        "--train-frame-select",
+        "centre",
     )
     assert code == 1 and "0 clips prepared; skipped: 2 missing" in " ".join(out.split())
 
@@ -295,7 +339,7 @@ def test_prepared_real_clips_run_and_evaluate(layouts):
     (layouts / "list.csv").write_text(
         f'{AIRPLANE}_000517.mp4,airplane\n{TRAIN}_000290.mp4,"railroad car, train wagon"\n'
     )
-    prepare(layouts, layouts / "official", frame_select="middle")
+    prepare(layouts, layouts / "official", frame_select="centre", train_frame_select="centre")
     run = execute(
         RunSettings(
             method="reference", data_dir=layouts / "data", out=layouts / "runs", profile="tiny"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -80,16 +81,22 @@ def clip_b32():
     return ModelZoo("tiny", CPU).load("clip_b32")
 
 
-def test_optimisation_lowers_the_loss_and_ignores_batching(clip_b32):
-    model = tiny_vqgan().requires_grad_(False)
-    clip_b32.model.requires_grad_(False)
-    targets = torch.nn.functional.normalize(torch.randn(2, 512), dim=-1)
-    config = VQGANCLIPConfig(iterations=25, cutn=4, size=32)
-    images, history = vqgan_clip(model, clip_b32, targets, [3, 4], config)
+@pytest.mark.parametrize("recipe", ["wav2clip", "simple"])
+def test_optimisation_lowers_the_loss_and_ignores_batching(clip_b32, recipe):
+    """In float64, so that the comparison checks the logic: in float32 the straight-through
+    quantisation and the codebook clamp amplify batched kernels' rounding (a float32 run differs
+    by up to 0.3 after 25 steps, a float64 one by 5e-15)."""
+    model = tiny_vqgan().requires_grad_(False).double()
+    clip = copy.deepcopy(clip_b32)
+    clip.model.requires_grad_(False).double()
+    noise = torch.randn(2, 512, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    targets = torch.nn.functional.normalize(noise, dim=-1)
+    config = VQGANCLIPConfig(steps=25, cutn=4, size=32, recipe=recipe)
+    images, history = vqgan_clip(model, clip, targets, [3, 4], config)
     assert images.shape == (2, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
-    assert history[-1] < history[0]
-    alone, _ = vqgan_clip(model, clip_b32, targets[1:], [4], config)
-    torch.testing.assert_close(alone[0], images[1], rtol=1e-4, atol=1e-4)
+    assert sum(history[-5:]) < sum(history[:5])  # noisy cutouts: compare five-step means
+    alone, _ = vqgan_clip(model, clip, targets[1:], [4], config)
+    torch.testing.assert_close(alone[0], images[1], rtol=0, atol=1e-10)
 
 
 def test_spherical_distance_extremes():
@@ -101,7 +108,7 @@ def test_spherical_distance_extremes():
 
 
 def test_wav2clip_vqgan_runs_and_evaluates(demo_dir, tmp_path):
-    options = {"iterations": "3", "size": "32", "cutn": "4"}
+    options = {"steps": "3", "size": "32", "cutn": "4"}
     summary = execute(
         RunSettings(
             method="wav2clip-vqgan",

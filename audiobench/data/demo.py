@@ -278,6 +278,7 @@ def write_demo_dataset(out: Path, seed: int = 0) -> Path:
                     "audio_start": EVAL_WINDOW[0],
                     "audio_end": EVAL_WINDOW[1],
                     "frame": frame_file,
+                    "frame_select": "synthetic",  # drawn pictures, not frames of a video
                 }
             )
     return write_index(out, rows)

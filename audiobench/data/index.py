@@ -99,6 +99,16 @@ def load_index(data_dir: Path, split: str | None = None) -> list[Sample]:
     return [_sample_from_row(index_path, row) for row in table.itertuples(index=False)]
 
 
+def frame_policy(data_dir: Path, split: str) -> str:
+    """How the split's reference frames were chosen (the index's `frame_select` column:
+    "centre", "clip", "synthetic"), "+"-joined if mixed, or "unrecorded" for older datasets."""
+    table = pd.read_parquet(Path(data_dir) / INDEX_FILE)
+    if "frame_select" not in table.columns:
+        return "unrecorded"
+    policies = table.loc[table["split"] == split, "frame_select"].astype(str).unique()
+    return "+".join(sorted(policies)) or "unrecorded"
+
+
 def _sample_from_row(index_path: Path, row) -> Sample:
     return Sample(
         id=str(row.id),

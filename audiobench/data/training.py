@@ -59,28 +59,28 @@ def clip_crops(data_dir: Path, samples: list[Sample]) -> dict[str, list[Crop]]:
     return crops
 
 
-def frame_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    """Shorter side resized to `size` (bicubic), centre-cropped square, scaled to [-1, 1]."""
-    scale = size / min(image.size)
-    resized = image.resize(
-        (max(size, round(image.width * scale)), max(size, round(image.height * scale))),
-        Image.Resampling.BICUBIC,
-    )
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
-    pixels = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32)
+def frame_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+    """The image resized to `size` = (width, height) (bicubic; the aspect ratio is not kept
+    and nothing is cropped, as the official AudioToken loader does), scaled to [-1, 1]."""
+    resized = image.resize(size, Image.Resampling.BICUBIC)
+    pixels = np.asarray(resized, dtype=np.float32)
     return torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
 
 
 class TrainingCrops(torch.utils.data.Dataset):
-    """Yields dicts with `audio` (float32 window), `frame` (3 x size x size in [-1, 1]),
+    """Yields dicts with `audio` (float32 window), `frame` (3 x height x width in [-1, 1]),
     `label`, `id` and `crop` (the crop's index in its clip's fixed set)."""
 
     def __init__(
-        self, data_dir: Path, split: str = "train", image_size: int = 512, seed: int = 0
+        self,
+        data_dir: Path,
+        split: str = "train",
+        frame_size: tuple[int, int] = (512, 320),
+        seed: int = 0,
     ) -> None:
         self.samples = load_index(data_dir, split)
         self.crops = clip_crops(data_dir, self.samples)
-        self.image_size = image_size
+        self.frame_size = frame_size
         self.seed = seed
         self.epoch = 0
 
@@ -101,7 +101,7 @@ class TrainingCrops(torch.utils.data.Dataset):
         crop = self.crops[sample.id][chosen]
         return {
             "audio": torch.from_numpy(crop.read_audio()),
-            "frame": frame_tensor(read_frame(crop.frame_path), self.image_size),
+            "frame": frame_tensor(read_frame(crop.frame_path), self.frame_size),
             "label": sample.label,
             "id": sample.id,
             "crop": chosen,

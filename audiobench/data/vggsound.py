@@ -6,10 +6,16 @@ wav when there is one, else from the mp4's audio track), decode candidate frames
 of every second, and keep:
 
 - the **evaluation window**: the centre 5 s of the clip ([2.5, 7.5] s of a 10 s clip), and the
-  **reference frame**: of the frames inside that window, the one CLIP ViT-L/14 scores highest
-  against "a photo of a {label}" (`--frame-select clip`, as the paper) or the middle one;
+  **reference frame**: the decoded frame nearest the centre of that window (`--frame-select
+  centre`, the default). CLIP ViT-L/14 also scores IIS and AIC, so a reference frame chosen by
+  CLIP against the label would favour label-conditioned methods; the paper uses CLIP-best
+  frames for training only. `--frame-select clip` picks, of the frames inside the window, the
+  one CLIP scores highest against "a photo of a {label}". The policy is recorded per sample
+  in the index's `frame_select` column, and `evaluate` records it in `metrics.json`;
 - for training clips, the **training crops**: the 5 s windows starting at every whole second
-  (0-5, 1-6, ..., 5-10 s of a 10 s clip) with the best-scoring frame inside each.
+  (0-5, 1-6, ..., 5-10 s of a 10 s clip) with, inside each, the frame CLIP scores highest
+  against the label (`--train-frame-select clip`, the paper's training frames) or the one
+  nearest the window's centre (`centre`).
 
 Clips that cannot be used go to `skipped.csv` with a reason; the rest are prepared. Progress is
 journalled per clip (`prepare.jsonl`), so an interrupted run resumes where it stopped.
@@ -218,6 +224,9 @@ def middle_scores(times: Sequence[float], window: tuple[float, float]) -> list[f
     return [-abs(time - centre) for time in times]
 
 
+FRAME_POLICIES = ("centre", "clip")
+
+
 @dataclass
 class PrepareSettings:
     """Everything `audiobench data prepare vggsound` needs."""
@@ -228,7 +237,8 @@ class PrepareSettings:
     audio_dir: Path | None = None
     split: str = "all"
     filters: Sequence[Path] = ()
-    frame_select: str = "clip"
+    frame_select: str = "centre"  # reference frames: "centre" of the window or "clip"-best
+    train_frame_select: str = "clip"  # training crops' frames: "clip"-best or "centre"
     workers: int = 1
 
 
@@ -242,12 +252,20 @@ class PrepareSummary:
 def prepare_vggsound(settings: PrepareSettings, scorer: FrameScorer | None) -> PrepareSummary:
     """Prepare every listed clip (resuming a previous run) and write the dataset files.
 
-    `scorer(frames, prompt)` scores candidate frames for `--frame-select clip`; None selects the
-    middle frame of each window.
+    `scorer(frames, prompt)` scores candidate frames where a policy is "clip"; it may be None
+    when none is.
     """
     if settings.split not in ("train", "test", "all"):
         raise AudiobenchError(f"--split must be train, test or all, not {settings.split!r}")
+    for option, policy in (
+        ("--frame-select", settings.frame_select),
+        ("--train-frame-select", settings.train_frame_select),
+    ):
+        if policy not in FRAME_POLICIES:
+            raise AudiobenchError(f"{option} must be centre or clip, not {policy!r}")
     entries = [e for e in read_clip_list(settings.clip_list) if settings.split in ("all", e.split)]
+    if scorer is None and needs_scorer(settings):
+        raise AudiobenchError("a 'clip' frame policy needs a CLIP frame scorer")
     out = make_directory(settings.out)
     for folder in ("audio", "frames", "train_frames"):
         make_directory(out / folder)
@@ -278,7 +296,7 @@ def prepare_vggsound(settings: PrepareSettings, scorer: FrameScorer | None) -> P
         for clip_id, decoded in _decode_all(jobs, settings.workers):
             entry = by_id[clip_id]
             try:
-                record = _write_clip(out, entry, decoded, scorer)
+                record = _write_clip(out, entry, decoded, settings, scorer)
             except SampleError as error:
                 record = {"id": entry.id, "status": "skipped", "reason": str(error)}
             _log(log, outcomes, record)
@@ -337,19 +355,30 @@ def _decode_or_error(clip_id: str, video: Path | None, audio: Path | None):
 
 
 def _write_clip(
-    out: Path, entry: ClipEntry, decoded: DecodedClip | SampleError, scorer: FrameScorer | None
+    out: Path,
+    entry: ClipEntry,
+    decoded: DecodedClip | SampleError,
+    settings: PrepareSettings,
+    scorer: FrameScorer | None,
 ) -> dict:
     if isinstance(decoded, SampleError):
         raise decoded
     duration = decoded.audio.size / SAMPLE_RATE
     images = [Image.fromarray(frame) for frame in decoded.frames]
+    clip_scores: list[float] | None = None
+
+    def choose(policy: str, window: tuple[float, float]) -> int:
+        nonlocal clip_scores
+        if policy == "centre":
+            return best_frame(
+                decoded.frame_times, middle_scores(decoded.frame_times, window), window
+            )
+        if clip_scores is None:  # every frame scored once per clip, for all its windows
+            clip_scores = list(scorer(images, PROMPT.format(label=entry.label)))
+        return best_frame(decoded.frame_times, clip_scores, window)
+
     window = evaluation_window(duration)
-    scores = (
-        scorer(images, PROMPT.format(label=entry.label))
-        if scorer
-        else middle_scores(decoded.frame_times, window)
-    )
-    reference = best_frame(decoded.frame_times, scores, window)
+    reference = choose(settings.frame_select, window)
     atomic_write_bytes(out / "audio" / f"{entry.id}.wav", wav_bytes(decoded.audio, SAMPLE_RATE))
     atomic_write_bytes(out / "frames" / f"{entry.id}.png", png_bytes(images[reference]))
     row = {
@@ -361,18 +390,24 @@ def _write_clip(
         "audio_end": window[1],
         "frame": f"frames/{entry.id}.png",
         "frame_time": decoded.frame_times[reference],
+        "frame_select": settings.frame_select,
     }
     crops = []
     if entry.split == "train":
         for start, end in training_windows(duration):
-            if scorer is None:
-                scores = middle_scores(decoded.frame_times, (start, end))
-            chosen = best_frame(decoded.frame_times, scores, (start, end))
+            chosen = choose(settings.train_frame_select, (start, end))
             name = f"train_frames/{entry.id}_{round(decoded.frame_times[chosen] * 1000)}.png"
             if not (out / name).is_file():
                 atomic_write_bytes(out / name, png_bytes(images[chosen]))
             crops.append({"id": entry.id, "audio_start": start, "audio_end": end, "frame": name})
     return {"id": entry.id, "status": "ok", "row": row, "crops": crops}
+
+
+def needs_scorer(settings: PrepareSettings) -> bool:
+    """Whether preparing these clips asks CLIP to score frames."""
+    return settings.frame_select == "clip" or (
+        settings.train_frame_select == "clip" and settings.split != "test"
+    )
 
 
 def _log(log, outcomes: dict[str, dict], record: dict) -> None:

@@ -1,15 +1,17 @@
 """`audiotoken` and `audiotoken-cl`: the paper's method (Yariv et al., Interspeech 2023).
 
-BEATs layer 4/8/12 features of the 5 s evaluation window go through the trained embedder to one
-token, which takes the place of `<*>` in "A photo of a <*>" inside SD v1.4's frozen text
-encoder; SD then generates as usual (guidance 7.5, 50 PNDM steps). The two variants differ only
-in training (`-cl` adds the classification loss); both generate from a trained embedder given
-with `--checkpoint` (a file or a folder holding `embedder_learned_embeds.bin`, the authors'
-layout). On the tiny profile, without a checkpoint, a seeded random embedder stands in.
+BEATs layer 4/8/12 features of the audio go through the trained embedder to one token, which
+takes the place of `<*>` in the prompt inside SD v1.4's frozen text encoder; SD then generates
+as usual (guidance 7.5, 50 PNDM steps). The two variants differ only in training (`-cl` adds
+the classification loss); both generate from a trained embedder given with `--checkpoint` (a
+file or a folder holding `embedder_learned_embeds.bin`, the authors' layout). On the random
+profiles, without a checkpoint, a seeded random embedder stands in.
 
-The official inference prompt is "a photo of <*>, 4k, high resolution" and its training prompt
-"a photo of <*>"; audiobench uses the paper's "A photo of a <*>" for both (`--set` cannot change
-the template of a trained token without retraining).
+Options: `audio_seconds` (default 5, the paper's text: the 5 s evaluation window) and `prompt`
+(default "A photo of a <*>", the paper's). The authors' inference script instead hears the
+whole 10 s clip with "a photo of <*>, 4k, high resolution":
+`--set audio_seconds=10 --set "prompt=a photo of <*>, 4k, high resolution"`. A window longer
+than the evaluation window is centred on it and kept inside the clip.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from audiobench.data import Sample
+from audiobench.data import Sample, read_audio_window
 from audiobench.errors import AudiobenchError
+from audiobench.models.zoo import RANDOM_PROFILES
 from audiobench.registry import Method, MethodContext
 from audiobench.trainer import TrainSettings
 from methods.audiotoken.beats import BeatsFeatures, load_beats
 from methods.audiotoken.embedder import AudioTokenEmbedder
-from methods.audiotoken.prompt import AudioTokenPrompt
+from methods.audiotoken.prompt import PROMPT, AudioTokenPrompt
 from methods.audiotoken.xvector import XvectorFeatures, load_xvector
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
@@ -50,6 +53,8 @@ __all__ = [
 class AudioTokenConfig:
     guidance_scale: float = 7.5
     steps: int = 50
+    audio_seconds: float = 5.0
+    prompt: str = PROMPT
 
 
 def embedder_path(checkpoint: Path) -> Path:
@@ -60,6 +65,15 @@ def embedder_path(checkpoint: Path) -> Path:
             raise AudiobenchError(f"checkpoint folder {checkpoint} has no {EMBEDDER_FILE}")
         return checkpoint / EMBEDDER_FILE
     return checkpoint
+
+
+def read_centred_audio(sample: Sample, seconds: float) -> np.ndarray:
+    """`seconds` of the clip centred on the sample's window, shifted to start no earlier than
+    0 s (the 5 s window itself by default; the whole 10 s clip for 10)."""
+    if seconds == sample.audio_end - sample.audio_start:
+        return sample.read_audio()
+    start = max(0.0, (sample.audio_start + sample.audio_end - seconds) / 2)
+    return read_audio_window(sample.audio_path, start, start + seconds)
 
 
 class AudioToken(Method):
@@ -73,7 +87,13 @@ class AudioToken(Method):
     def setup(self, context: MethodContext) -> None:
         self.pipeline = context.models.load("sd")
         self.encoder = context.models.load(self.audio_encoder)
-        self.prompt = AudioTokenPrompt(self.pipeline.tokenizer, self.pipeline.text_encoder)
+        self.prompt = AudioTokenPrompt(
+            self.pipeline.tokenizer, self.pipeline.text_encoder, self.config.prompt
+        )
+        if not self.config.audio_seconds > 0:
+            raise AudiobenchError(
+                f"option audio_seconds must be positive, not {self.config.audio_seconds}"
+            )
         self.embedder = self._embedder(context).to(context.device).eval()
         self.device = context.device
 
@@ -82,11 +102,11 @@ class AudioToken(Method):
         if context.checkpoint is not None:
             path = embedder_path(context.checkpoint)
             embedder = AudioTokenEmbedder.from_official_checkpoint(path)
-        elif context.models.profile == "tiny":
+        elif context.models.profile in RANDOM_PROFILES:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(TINY_EMBEDDER_SEED)
                 embedder = AudioTokenEmbedder(self.encoder.feature_dim, token_width)
-            path = Path("tiny random embedder")
+            path = Path(f"{context.models.profile} random embedder")
         else:
             raise AudiobenchError(
                 "audiotoken generates from a trained embedder: pass --checkpoint (a file or a "
@@ -103,7 +123,7 @@ class AudioToken(Method):
         return embedder
 
     def prepare(self, sample: Sample) -> np.ndarray:
-        return sample.read_audio()
+        return read_centred_audio(sample, self.config.audio_seconds)
 
     @torch.no_grad()
     def tokens(self, audio: Sequence[np.ndarray]) -> torch.Tensor:

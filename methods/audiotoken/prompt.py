@@ -1,4 +1,5 @@
-"""Putting an audio token into "A photo of a <*>" inside the frozen CLIP text encoder.
+"""Putting an audio token into a prompt such as "A photo of a <*>" inside the frozen CLIP text
+encoder.
 
 Current transformers' CLIPTextModel.forward takes token ids, not input embeddings, so the token
 goes in through two hooks on the token-embedding module, present only while `encode` runs: a
@@ -14,19 +15,25 @@ from contextlib import contextmanager
 
 import torch
 
+from audiobench.errors import AudiobenchError
+
 PLACEHOLDER = "<*>"
-TEMPLATE = "A photo of a {}"
+PROMPT = "A photo of a <*>"  # the paper's prompt, for training and generation
 
 
 class AudioTokenPrompt:
     """Encodes the prompt with one audio token per sample in place of the placeholder."""
 
-    def __init__(self, tokenizer, text_encoder, template: str = TEMPLATE) -> None:
+    def __init__(self, tokenizer, text_encoder, prompt: str = PROMPT) -> None:
+        if prompt.count(PLACEHOLDER) != 1:
+            raise AudiobenchError(
+                f"the AudioToken prompt must contain {PLACEHOLDER} exactly once, not {prompt!r}"
+            )
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         tokenizer.add_tokens([PLACEHOLDER])
         self.placeholder_id = tokenizer.convert_tokens_to_ids(PLACEHOLDER)
-        self.prompt = template.format(PLACEHOLDER)
+        self.prompt = prompt
         self._tokens: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
 

@@ -7,8 +7,10 @@ computed once and cached; a step then costs one embedder, one text
 encoder and one UNet forward and backward. A latent is still sampled from its distribution at
 every step, as the official loop does, so caching changes nothing but the speed.
 
-Loss = LDM MSE + 0.01 mean|token| (+ 0.01 (1 - cos(token, label))^2 for `audiotoken-cl`, the
-label being the mean input embedding of the label's tokens). AdamW (weight decay 0.01) at a
+Loss = LDM MSE + 0.01 mean|token| (+ 0.01 (1 - mean over the batch of cos(token, label))^2 for
+`audiotoken-cl`, the official reduction, the label being the mean input embedding of the
+label's tokens). Frames are stretched to 512 x 320 (width x height) without cropping, as the
+official loader does. AdamW (weight decay 0.01) at a
 constant learning rate. All randomness of step s (crops, latent samples, noise, timesteps,
 dropout) is drawn from a generator seeded by (seed, s), so a resumed run repeats the
 uninterrupted one bit for bit.
@@ -49,6 +51,7 @@ L1_WEIGHT = 0.01
 CL_WEIGHT = 0.01
 WEIGHT_DECAY = 1e-2
 KEEP_CHECKPOINTS = 2
+FRAME_HEIGHT_RATIO = (320, 512)  # official frames are stretched to 512 wide x 320 high
 LOSS_COLUMNS = ("step", "loss", "mse", "l1", "cl")
 
 
@@ -73,6 +76,13 @@ register_kind("token-features", _token_features)
 register_kind("vae-moments", _vae_moments)
 
 
+def training_frame_size(pipeline) -> tuple[int, int]:
+    """(width, height) of training frames: the official loader's 512 x 320 for SD's 512 px,
+    in proportion for other sizes (the tiny profile's 64 px: 64 x 40)."""
+    width = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    return width, width * FRAME_HEIGHT_RATIO[0] // FRAME_HEIGHT_RATIO[1]
+
+
 def step_seed(seed: int, step: int) -> int:
     digest = hashlib.sha256(f"audiotoken-train/{seed}/{step}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
@@ -85,7 +95,7 @@ class CropFeatures:
         self,
         context: MethodContext,
         crops: list[Crop],
-        image_size: int,
+        frame_size: tuple[int, int],
         batch_size: int,
         audio_encoder: str,
     ) -> None:
@@ -93,7 +103,7 @@ class CropFeatures:
         audio_keys = [
             f"{file_sha256(c.sample.audio_path)}:{c.audio_start:g}-{c.audio_end:g}" for c in crops
         ]
-        frame_keys = [f"{file_sha256(c.frame_path)}:{image_size}" for c in crops]
+        frame_keys = [f"{file_sha256(c.frame_path)}:{frame_size[0]}x{frame_size[1]}" for c in crops]
         [layers] = features.compute(
             features.shared_cache,
             audio_keys,
@@ -107,7 +117,7 @@ class CropFeatures:
             frame_keys,
             crops,
             [FeatureKind("sd", "vae-moments")],
-            lambda batch: [frame_tensor(read_frame(crop.frame_path), image_size) for crop in batch],
+            lambda batch: [frame_tensor(read_frame(crop.frame_path), frame_size) for crop in batch],
             "training frames",
         )
         self.layers = torch.from_numpy(layers)
@@ -126,7 +136,7 @@ def train_audiotoken(
     audio_encoder: str = "beats",
     crop_features: Callable | None = None,
 ) -> Path:
-    """Train the embedder. `crop_features(context, crops, image_size)` may replace the cached
+    """Train the embedder. `crop_features(context, crops, frame_size)` may replace the cached
     features by another source of the same batches (the benchmark's recomputing loop)."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
@@ -137,11 +147,11 @@ def train_audiotoken(
     crops = [
         crop for sample in samples for crop in clip_crops(settings.data_dir, [sample])[sample.id]
     ]
-    image_size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    frame_size = training_frame_size(pipeline)
     make = crop_features or partial(
         CropFeatures, batch_size=settings.batch_size, audio_encoder=audio_encoder
     )
-    cached = make(context, crops, image_size)
+    cached = make(context, crops, frame_size)
     labels = _label_embeddings(pipeline, [crop.sample.label for crop in crops])
 
     processes = context.processes
@@ -219,7 +229,7 @@ def train_audiotoken(
                     cosine = F.cosine_similarity(
                         tokens.float(), labels[index].to(accelerator.device)
                     )
-                    cl = ((1 - cosine) ** 2).mean()
+                    cl = (1 - cosine.mean()) ** 2  # the official reduction: square of the mean
                 loss = mse + L1_WEIGHT * l1 + CL_WEIGHT * cl
                 accelerator.backward(loss / settings.grad_accum)
                 terms += torch.stack([loss, mse, l1, cl]).detach().cpu() / settings.grad_accum

@@ -1,10 +1,18 @@
 """`wav2clip-vqgan`: the Wav2CLIP baseline of Table 1 (VQGAN-CLIP steered by audio).
 
-The Wav2CLIP embedding of the 5 s window is a target in CLIP ViT-B/32 image space. A VQGAN
-latent grid, initialised from random codebook entries (per-sample seed), is optimised with Adam
-(lr 0.1) through straight-through quantisation so that CLIP embeddings of random cutouts (32 per
-step) of the decoded image approach the target under the spherical distance loss; after the
-iterations (500 by default, as the public scripts) the quantised grid is decoded.
+The default is the public recipe of the Wav2CLIP repository (`scripts/VQGAN-CLIP/generate.py`
+with `main.py`'s arguments): the Wav2CLIP embedding of the audio is the single prompt (weight 1)
+in CLIP ViT-B/32 image space; a 512 x 512 VQGAN f16-16384 latent grid, initialised from random
+codebook entries (per-sample seed), is optimised with Adam (lr 0.1) for 500 steps through
+straight-through quantisation so that CLIP embeddings of 32 augmented, noisy cutouts
+(`cutouts.py`) of the decoded image approach the prompt under the spherical distance loss;
+after each step the latent is clamped to the codebook's per-dimension range, and the decoded
+image is clamped to [0, 1] with the script's gradient-preserving clamp. The image after the
+last step is kept (the script's last save is after 500 steps).
+
+`--set recipe=simple` is audiobench's earlier, cheaper variant: random square crops (size
+drawn with `cut_pow`) pooled to CLIP's size, no augmentation or noise, a plain clamp and no
+latent clamp.
 
 Samples are optimised together in a batch, but each one's loss, cutouts and initialisation
 depend on its own seed only and Adam updates element-wise, so batching does not change the
@@ -23,10 +31,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from audiobench.data import Sample
-from audiobench.models.zoo import LoadOptions, Role, register_role
+from audiobench.errors import AudiobenchError
+from audiobench.models.zoo import (
+    LoadOptions,
+    Role,
+    WeightLayout,
+    download_file,
+    published_config,
+    register_role,
+)
 from audiobench.registry import Method, MethodContext
-from methods.wav2clip_vqgan.vqgan import VQGAN, load_taming_vqgan
+from methods.wav2clip_vqgan.cutouts import recipe_cutouts
+from methods.wav2clip_vqgan.vqgan import PARTS, VQGAN, load_taming_vqgan, vqgan_from_config
 
+PAPER_CONFIG = "vqgan-imagenet-f16-16384.yaml"  # taming's model.yaml of the release
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TINY_DDCONFIG = {
@@ -45,6 +63,22 @@ TINY_DDCONFIG = {
 __all__ = ["VQGAN", "Wav2CLIPVQGAN", "load_taming_vqgan", "vqgan_clip"]
 
 
+# The taming-transformers README's links for vqgan_imagenet_f16_16384.
+VQGAN_URLS = {
+    "last.ckpt": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/"
+    "?p=%2Fckpts%2Flast.ckpt&dl=1",
+    "model.yaml": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/"
+    "?p=%2Fconfigs%2Fmodel.yaml&dl=1",
+}
+
+
+def _fetch(weights_dir: Path) -> Path:
+    folder = Path(weights_dir) / "vqgan"
+    for name, url in VQGAN_URLS.items():
+        download_file(url, folder / name)
+    return folder
+
+
 def _locate(search_dirs: Sequence[Path]) -> Path | None:
     for directory in search_dirs:
         folder = Path(directory) / "vqgan"
@@ -56,6 +90,12 @@ def _locate(search_dirs: Sequence[Path]) -> Path | None:
 def _load_paper(folder: Path, options: LoadOptions) -> VQGAN:
     model = load_taming_vqgan(folder / "last.ckpt", folder / "model.yaml")
     return model.to(options.device, options.dtype)
+
+
+def _build_paper_random(options: LoadOptions) -> VQGAN:
+    """The published f16-16384 architecture from its embedded model.yaml, random weights."""
+    model = vqgan_from_config(published_config(PAPER_CONFIG), PAPER_CONFIG)
+    return model.eval().to(options.device, options.dtype)
 
 
 def _build_tiny(options: LoadOptions) -> VQGAN:
@@ -71,18 +111,25 @@ VQGAN_ROLE = register_role(
         "and model.yaml at WEIGHTS/vqgan/",
         locate=_locate,
         load_paper=_load_paper,
+        build_paper_random=_build_paper_random,
         build_tiny=_build_tiny,
+        layout=WeightLayout({"": ("last.ckpt",)}, entry="state_dict", prefixes=PARTS),
+        fetch=_fetch,
     )
 )
 
 
+RECIPES = ("wav2clip", "simple")
+
+
 @dataclass(frozen=True)
 class VQGANCLIPConfig:
-    iterations: int = 500
+    steps: int = 500
     lr: float = 0.1
     cutn: int = 32
-    cut_pow: float = 1.0
-    size: int = 256
+    size: int = 512
+    recipe: str = "wav2clip"  # or "simple" (see the module docstring)
+    cut_pow: float = 1.0  # the simple recipe's crop-size exponent
 
 
 def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -92,7 +139,24 @@ def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _cutouts(
+class _ClampWithGradient(torch.autograd.Function):
+    """Clamp whose gradient still passes where it points back into the range (the script's
+    `clamp_with_grad`), so clipped pixels can recover."""
+
+    @staticmethod
+    def forward(context, values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        context.low, context.high = low, high
+        context.save_for_backward(values)
+        return values.clamp(low, high)
+
+    @staticmethod
+    def backward(context, gradient: torch.Tensor):
+        (values,) = context.saved_tensors
+        outside = values - values.clamp(context.low, context.high)
+        return gradient * (gradient * outside >= 0), None, None
+
+
+def _simple_cutouts(
     image: torch.Tensor, count: int, size: int, power: float, generator: torch.Generator
 ) -> torch.Tensor:
     """`count` random square crops of a (3, H, W) image, pooled to `size` (MakeCutouts)."""
@@ -112,40 +176,49 @@ def vqgan_clip(
     vqgan: VQGAN, clip, targets: torch.Tensor, seeds: Sequence[int], config: VQGANCLIPConfig
 ) -> tuple[torch.Tensor, list[float]]:
     """Optimise one latent grid per target; returns (images in [0, 1], mean loss per step)."""
+    if config.recipe not in RECIPES:
+        raise AudiobenchError(f"option recipe must be one of {', '.join(RECIPES)}")
+    recipe = config.recipe == "wav2clip"
     device = next(vqgan.parameters()).device
     grid = config.size // vqgan.factor
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    codebook = vqgan.quantize.embedding.weight
     codes = torch.stack(
-        [
-            torch.randint(vqgan.quantize.embedding.num_embeddings, (grid, grid), generator=g)
-            for g in generators
-        ]
+        [torch.randint(codebook.shape[0], (grid, grid), generator=g) for g in generators]
     ).to(device)
     latent = vqgan.quantize.lookup(codes).detach().clone().requires_grad_(True)
+    low, high = codebook.min(dim=0).values[:, None, None], codebook.max(dim=0).values[:, None, None]
     optimizer = torch.optim.Adam([latent], lr=config.lr)
     mean = torch.tensor(CLIP_MEAN, device=device)[:, None, None]
     std = torch.tensor(CLIP_STD, device=device)[:, None, None]
     targets = targets.to(device)
-    history = []
-    for _ in range(config.iterations):
+
+    def decode() -> torch.Tensor:
         images = vqgan.decode_latent(vqgan.quantize.straight_through(latent)).add(1).div(2)
-        images = images.clamp(0, 1)
-        cuts = torch.stack(
-            [
-                _cutouts(image, config.cutn, clip.image_size, config.cut_pow, g)
-                for image, g in zip(images, generators, strict=True)
-            ]
-        )
-        embedded = clip.model.encode_image(((cuts - mean) / std).flatten(0, 1))
+        return _ClampWithGradient.apply(images, 0.0, 1.0) if recipe else images.clamp(0, 1)
+
+    def cutouts(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if recipe:
+            return recipe_cutouts(image, config.cutn, clip.image_size, generator)
+        return _simple_cutouts(image, config.cutn, clip.image_size, config.cut_pow, generator)
+
+    history = []
+    for _ in range(config.steps):
+        images = decode()
+        cuts = torch.stack([cutouts(image, g) for image, g in zip(images, generators, strict=True)])
+        embedded = clip.model.encode_image(((cuts - mean) / std).flatten(0, 1)).float()
         losses = spherical_distance(
             embedded.reshape(len(seeds), config.cutn, -1), targets[:, None, :]
         ).mean(dim=1)
         optimizer.zero_grad()
         losses.sum().backward()  # each sample's gradient comes from its own loss only
         optimizer.step()
+        if recipe:
+            with torch.no_grad():
+                latent.copy_(torch.maximum(torch.minimum(latent, high), low))
         history.append(float(losses.detach().mean()))
     with torch.no_grad():
-        final = vqgan.decode_latent(vqgan.quantize.straight_through(latent)).add(1).div(2)
+        final = decode()
     return final.clamp(0, 1), history
 
 
