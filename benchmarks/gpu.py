@@ -68,17 +68,6 @@ ROW_KEYS = (
     "beats/single",
     "beats/batched",
 )
-# BEATs base (iter3+ AS2M): the tiny configuration's keys at the published sizes.
-BEATS_BASE = {
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "embed_dim": 512,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "num_buckets": 320,
-    "max_distance": 800,
-}
 
 
 @dataclass(frozen=True)
@@ -225,132 +214,35 @@ def timed_row(bench: Bench, row: Row, items: int, work: Callable[[], object]) ->
 # ---- models ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def built_on(device: torch.device) -> Iterator[None]:
-    """Create parameters directly on the device: initialising ~1.5 B random weights is seconds
-    on a GPU and minutes on a few CPU cores."""
+def zoo_model(role: str, sizes: Sizes, device: torch.device):
+    """A role as audiobench builds it: the `paper-random` profile (published architectures and
+    configs, seeded random weights: speed does not depend on the weights' values), or `tiny`
+    for `--smoke`. Parameters are created directly on the device: initialising ~1.5 B random
+    weights is seconds on a GPU and minutes on a few CPU cores."""
+    from audiobench.models import ModelZoo
+    from audiobench.models.inventory import roles_in_use
+
+    roles_in_use()  # registers the methods' roles
+    profile = "tiny" if sizes.smoke else "paper-random"
     with torch.device(device):
-        yield
-
-
-def paper_pipeline(device: torch.device):
-    """SD v1.4 at its published sizes with random weights; the scheduler (PNDM, SD v1.4's config)
-    and the real CLIP tokenizer come from the project's tiny pipeline."""
-    from diffusers import StableDiffusionPipeline
-
-    from audiobench.models.sd import SD
-
-    tiny = SD.build_tiny(LoadOptions(torch.device("cpu"), torch.float32))
-    with built_on(device):
-        parts = {"unet": sd_unet(), "vae": sd_vae(), "text_encoder": sd_text_encoder()}
-    pipeline = StableDiffusionPipeline(
-        **{**tiny.components, **parts, "safety_checker": None}, requires_safety_checker=False
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
-
-
-def sd_unet():
-    """SD v1.4's UNet config (860 M parameters)."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
-
-
-def sd_vae():
-    """SD v1.4's AutoencoderKL config (84 M parameters, 8x downsampling to 4 channels)."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
-
-
-def sd_text_encoder():
-    """CLIP ViT-L/14's text transformer, SD v1.4's text encoder (123 M parameters)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from audiobench.models.clip_tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
-
-    config = CLIPTextConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=768,
-        intermediate_size=3072,
-        num_attention_heads=12,
-        num_hidden_layers=12,
-        max_position_embeddings=CONTEXT_LENGTH,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    return CLIPTextModel(config)
+        return ModelZoo(profile, LoadOptions(device, torch.float32)).load(role)
 
 
 def sd_pipeline(sizes: Sizes, device: torch.device):
-    if sizes.smoke:
-        from audiobench.models.sd import SD
-
-        return SD.build_tiny(LoadOptions(device, torch.float32))
-    return paper_pipeline(device)
+    return zoo_model("sd", sizes, device)
 
 
 def clip_image_model(sizes: Sizes, device: torch.device) -> torch.nn.Module:
-    """open_clip ViT-L/14 (QuickGELU, as OpenAI's weights), or the project's tiny CLIP."""
-    import open_clip
-
-    from audiobench.models.clip import CLIP_L14
-
-    if sizes.smoke:
-        return CLIP_L14.build_tiny(LoadOptions(device, torch.float32)).model
-    model = open_clip.create_model(
-        "ViT-L-14", pretrained=None, force_quick_gelu=True, device=device
-    )
-    return model.eval().requires_grad_(False)
+    """open_clip ViT-L/14 (QuickGELU, as OpenAI's weights)."""
+    return zoo_model("clip_l14", sizes, device).model.eval().requires_grad_(False)
 
 
 def beats_features(sizes: Sizes, device: torch.device):
-    """BEATs base with random weights through the project's loader (a {'cfg', 'model'} file)."""
-    from audiobench.models.zoo import tiny_checkpoint
-    from methods.audiotoken.beats import BEATS, TINY_CONFIG, load_beats
-    from methods.audiotoken.speechbrain_import import speechbrain_module
-
-    BEATs = speechbrain_module("speechbrain.lobes.models.beats").BEATs
-    options = LoadOptions(device, torch.float32)
-    if sizes.smoke:
-        return BEATS.build_tiny(options)
-    config = {**TINY_CONFIG, **BEATS_BASE}
-    path = tiny_checkpoint(
-        "beats-base-random.pt",
-        BEATs,
-        {"cfg": config, "model": {}},
-        lambda cls, placeholder: cls(ckp_path=placeholder),
-        lambda model: {"cfg": config, "model": model.state_dict()},
-    )
-    return load_beats(path, options)
+    return zoo_model("beats", sizes, device)
 
 
-def inception_features(device: torch.device):
-    """torch-fidelity's Inception at its real size: the tiny profile's random weights file."""
-    from audiobench.models.inception import INCEPTION
-
-    return INCEPTION.build_tiny(LoadOptions(device, torch.float32))
+def inception_features(sizes: Sizes, device: torch.device):
+    return zoo_model("inception", sizes, device)
 
 
 # ---- 1. generation --------------------------------------------------------------------------
@@ -461,7 +353,8 @@ def train_parts(sizes: Sizes, device: torch.device) -> TrainParts:
     """SD frozen in fp32 (mixed precision is autocast, as accelerate does in training.py)."""
     from diffusers import DDPMScheduler
 
-    from methods.audiotoken.beats import LAYERS, TINY_CONFIG
+    from audiobench.models.zoo import published_config
+    from methods.audiotoken.beats import LAYERS, PAPER_CONFIG, TINY_CONFIG
     from methods.audiotoken.embedder import AudioTokenEmbedder
     from methods.audiotoken.prompt import AudioTokenPrompt
     from methods.audiotoken.training import WEIGHT_DECAY
@@ -470,8 +363,8 @@ def train_parts(sizes: Sizes, device: torch.device) -> TrainParts:
     for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
         module.requires_grad_(False)
     width = pipeline.text_encoder.config.hidden_size
-    beats_width = (TINY_CONFIG if sizes.smoke else BEATS_BASE)["encoder_embed_dim"]
-    feature_dim = len(LAYERS) * beats_width  # BEATs layers 4, 8 and 12: 2304 at full size
+    config = TINY_CONFIG if sizes.smoke else published_config(PAPER_CONFIG)
+    feature_dim = len(LAYERS) * config["encoder_embed_dim"]  # layers 4, 8, 12: 2304 at full size
     embedder = AudioTokenEmbedder(feature_dim, width).to(device).train()
     latent = pipeline.unet.config.sample_size
     patches = 248  # BEATs patches of a 5 s clip: 31 time x 8 frequency
@@ -593,7 +486,7 @@ def evaluation_row(bench: Bench, clip, inception, images: torch.Tensor, batch: i
 def bench_evaluation(bench: Bench) -> None:
     sizes, device = bench.sizes, bench.device
     clip = clip_image_model(sizes, device)
-    inception = inception_features(device)
+    inception = inception_features(sizes, device)
     shape = (sizes.eval_images, 3, sizes.image_size, sizes.image_size)
     images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     for batch in (1, sizes.eval_images):
