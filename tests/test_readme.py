@@ -22,10 +22,11 @@ def test_ci_runs_exactly_the_readme_commands():
     for command in commands:
         assert command.startswith("python3 -m venv .venv && ")
         assert command in CI.splitlines()
-    kill_suite = ".venv/bin/python -m pytest -m kill"
-    assert f"`{kill_suite}`" in README and any(
-        line.endswith(kill_suite) for line in CI.splitlines()
-    )
+    for suite in ("-m kill", "-m paper_smoke -s"):
+        command = f".venv/bin/python -m pytest {suite}"
+        assert f"`{command}`" in README and any(
+            line.endswith(command) for line in CI.splitlines()
+        ), command
 
 
 def test_every_cli_command_is_in_the_readme():
