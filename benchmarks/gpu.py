@@ -1,23 +1,25 @@
 """GPU benchmark of the paper-size models, random weights: `python -m benchmarks.gpu --json OUT`.
 
-One command on one GPU, under 10 minutes, no downloads: SD v1.4 (UNet, VAE, CLIP ViT-L/14 text
-encoder), BEATs base, CLIP ViT-L/14's image tower, torch-fidelity's Inception and the AudioToken
-embedder are built at their published sizes with random weights (speed does not depend on the
-weights' values). Four sections, each a few rows of a table and of the JSON:
+One command on one GPU, under 10 minutes, no downloads. Every model comes from audiobench's
+model zoo under the `paper-random` profile (the published architectures and configs with seeded
+random weights; speed does not depend on the weights' values), and every row times audiobench's
+own code: the zoo's pipelines, the AudioToken trainer, the metric encoders, BEATs' features.
+Four sections, each a few rows of a table and of the JSON:
 
-1. generation: images/s at 512 px, 50 PNDM steps, guidance 7.5, batch 1 and 8, fp16 and bf16,
-   and the reference fp32 batch 1; a reduced number of steps is run and scaled to 50 from the
-   measured time per UNet call (the fixed costs, text encoder and VAE decoder, are kept as run);
-2. training: AudioToken steps/s at batch 8 (embedder, text encoder and UNet forward and backward,
-   frozen models, precomputed latents and BEATs features) under fp16/bf16 autocast and in fp32,
-   and under fp16 with BEATs (fp32) and the VAE encoder (512 px frames) run at every step, the
-   way the official loop does, against which audiobench's cached features are measured;
-3. evaluation: CLIP ViT-L/14 image embeddings + Inception features, one image per forward pass
-   in fp32 (the reference) against batches of 64;
-4. BEATs layer features of 5 s clips, batch 1 against batch 16.
+1. generation: images/s of the zoo's SD v1.4 pipeline at 512 px, 50 PNDM steps, guidance 7.5,
+   batch 1 and 8, fp16 and bf16, and the reference fp32 batch 1; a reduced number of steps is
+   run and scaled to 50 from the measured time per UNet call (the fixed costs, text encoder
+   and VAE decoder, are kept as run);
+2. training: steps/s of audiobench's AudioToken trainer (`train_audiotoken`, each row in its
+   own process) at batch 8 on the demo data, fp32 and fp16/bf16 mixed precision with its cached
+   crop features, and fp16 with BEATs (fp32) and the VAE encoder run at every step, the way the
+   official loop does; a step is the median interval between two batch requests;
+3. evaluation: CLIP ViT-L/14 image embeddings (`ClipEncoder.embed_pixels`) + Inception
+   features, one image per forward pass in fp32 (the reference) against batches of 64;
+4. BEATs layer features of 5 s clips (`BeatsFeatures.layer_features`), batch 1 against 16.
 
-`--device cpu --smoke` runs the same code on the project's tiny models at toy sizes (seconds), so
-the benchmark is tested without a GPU. A global time guard (`--time-limit`, 8.5 minutes) records
+`--device cpu --smoke` runs the same code on the `tiny` profile at toy sizes (seconds), so the
+benchmark is tested without a GPU. A global time guard (`--time-limit`, 8.5 minutes) records
 the rows it had no time for as skipped; the JSON is rewritten after every row, so a run killed
 from outside still leaves what it measured.
 """
@@ -34,13 +36,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from audiobench.environment import package_versions
 from audiobench.models.zoo import LoadOptions
@@ -232,11 +236,6 @@ def sd_pipeline(sizes: Sizes, device: torch.device):
     return zoo_model("sd", sizes, device)
 
 
-def clip_image_model(sizes: Sizes, device: torch.device) -> torch.nn.Module:
-    """open_clip ViT-L/14 (QuickGELU, as OpenAI's weights)."""
-    return zoo_model("clip_l14", sizes, device).model.eval().requires_grad_(False)
-
-
 def beats_features(sizes: Sizes, device: torch.device):
     return zoo_model("beats", sizes, device)
 
@@ -336,148 +335,121 @@ def bench_generation(bench: Bench) -> None:
 # ---- 2. training ----------------------------------------------------------------------------
 
 
-@dataclass
-class TrainParts:
-    """Everything an AudioToken step touches; the batch's inputs are precomputed tensors."""
+def trainer_intervals(
+    sizes: Sizes, device: torch.device, data: Path, out: Path, precision: str, source
+) -> tuple[list[float], float | None]:
+    """Run audiobench's AudioToken trainer as `audiobench train` sets it up (frozen models in
+    the training precision, accelerate's autocast), in a process of its own (accelerate allows
+    one precision per process); the intervals between successive batch requests, each one
+    training step, and the device's peak memory in MiB. `source` replaces the cached crop
+    features (None: audiobench's own cache)."""
+    from audiobench.models import ModelZoo
+    from audiobench.registry import MethodContext
+    from audiobench.trainer import PRECISIONS as TRAIN_PRECISIONS
+    from audiobench.trainer import TrainSettings
+    from benchmarks.train_bench import StepClock as BatchClock
+    from methods.audiotoken.training import CropFeatures, train_audiotoken
 
-    pipeline: Any
-    embedder: torch.nn.Module
-    prompt: Any
-    scheduler: Any
-    optimizer: torch.optim.Optimizer
-    features: torch.Tensor  # (B, T, 3C) BEATs layer features
-    latents: torch.Tensor  # (B, 4, h, w) scaled VAE latents
-
-
-def train_parts(sizes: Sizes, device: torch.device) -> TrainParts:
-    """SD frozen in fp32 (mixed precision is autocast, as accelerate does in training.py)."""
-    from diffusers import DDPMScheduler
-
-    from audiobench.models.zoo import published_config
-    from methods.audiotoken.beats import LAYERS, PAPER_CONFIG, TINY_CONFIG
-    from methods.audiotoken.embedder import AudioTokenEmbedder
-    from methods.audiotoken.prompt import AudioTokenPrompt
-    from methods.audiotoken.training import WEIGHT_DECAY
-
-    pipeline = sd_pipeline(sizes, device)
-    for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
-        module.requires_grad_(False)
-    width = pipeline.text_encoder.config.hidden_size
-    config = TINY_CONFIG if sizes.smoke else published_config(PAPER_CONFIG)
-    feature_dim = len(LAYERS) * config["encoder_embed_dim"]  # layers 4, 8, 12: 2304 at full size
-    embedder = AudioTokenEmbedder(feature_dim, width).to(device).train()
-    latent = pipeline.unet.config.sample_size
-    patches = 248  # BEATs patches of a 5 s clip: 31 time x 8 frequency
-    return TrainParts(
-        pipeline=pipeline,
-        embedder=embedder,
-        prompt=AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder),
-        scheduler=DDPMScheduler.from_config(pipeline.scheduler.config),
-        optimizer=torch.optim.AdamW(embedder.parameters(), lr=1e-4, weight_decay=WEIGHT_DECAY),
-        features=torch.randn(sizes.train_batch, patches, feature_dim, device=device),
-        latents=torch.randn(sizes.train_batch, 4, latent, latent, device=device),
+    if sizes.smoke and device.type == "cpu":
+        torch.set_num_threads(1)  # as main() does for the smoke run
+    mixed = "no" if precision == "fp32" else precision
+    profile = "tiny" if sizes.smoke else "paper-random"
+    with torch.device(device):
+        zoo = ModelZoo(profile, LoadOptions(device, TRAIN_PRECISIONS[mixed]))
+    steps = sizes.train_steps + sizes.warmups + 1  # n + 1 batch requests give n intervals
+    settings = TrainSettings(
+        method="audiotoken",
+        data_dir=data,
+        out=out,
+        profile=profile,
+        steps=steps,
+        batch_size=sizes.train_batch,
+        mixed_precision=mixed,
+        checkpoint_every=steps,
     )
+    make = source or partial(CropFeatures, batch_size=sizes.train_batch, audio_encoder="beats")
+    clocks: list[BatchClock] = []
+
+    def clocked(*arguments) -> BatchClock:
+        clocks.append(BatchClock(make(*arguments)))
+        return clocks[0]
+
+    out.mkdir(parents=True)
+    context = MethodContext(zoo, device, zoo.options.dtype)
+    free_memory(device)
+    train_audiotoken(context, settings, out, classification_loss=False, crop_features=clocked)
+    synchronize(device)
+    return np.diff(clocks[0].requests).tolist(), peak_memory_mib(device)
 
 
-def train_step(parts: TrainParts, dtype: torch.dtype | None, scaler) -> None:
-    """One step of methods/audiotoken/training.py: LDM MSE + 0.01 mean|token|, AdamW."""
-    from methods.audiotoken.training import L1_WEIGHT
+def training_row(bench: Bench, data: Path, out: Path, precision: str, source=None) -> Row:
+    """Steps/s of audiobench's trainer: the median interval between batch requests after the
+    warm-up steps (model building, the one-off feature cache fill and checkpoints excluded)."""
+    from benchmarks.common import in_own_process
 
-    latents, device = parts.latents, parts.latents.device
-    noise = torch.randn_like(latents)
-    timesteps = torch.randint(
-        parts.scheduler.config.num_train_timesteps, (latents.shape[0],), device=device
+    sizes = bench.sizes
+    if source is not None:
+        key, what = "training/fp16-recomputed", "fp16 autocast, BEATs + VAE every step"
+    elif precision == "fp32":
+        key, what = "training/fp32", "fp32"
+    else:
+        key, what = f"training/{precision}-autocast", f"{precision} autocast"
+    row = Row(key, "training", f"train step batch {sizes.train_batch} {what}", precision, 0)
+    row.batch = sizes.train_batch
+    row.note = "items are steps of audiobench's trainer on the demo data" + (
+        "; BEATs (fp32) and the VAE encoder run at every step, as the official loop does"
+        if source is not None
+        else "; BEATs features and VAE posteriors cached once per crop"
     )
-    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        tokens = parts.embedder(parts.features)
-        embeds = parts.prompt.encode(tokens)
-        noisy = parts.scheduler.add_noise(latents, noise, timesteps)
-        predicted = parts.pipeline.unet(noisy, timesteps, embeds).sample
-    loss = F.mse_loss(predicted.float(), noise) + L1_WEIGHT * tokens.float().abs().mean()
-    scaler.scale(loss).backward()
-    scaler.step(parts.optimizer)
-    scaler.update()
-    parts.optimizer.zero_grad(set_to_none=True)
+    peak: list[float | None] = []
 
+    def run() -> tuple[int, float]:
+        (intervals, device_peak), _ = in_own_process(
+            trainer_intervals, sizes, bench.device, data, out, precision, source
+        )
+        peak.append(device_peak)
+        measured = intervals[sizes.warmups :]
+        return len(measured), float(np.median(measured)) * len(measured)
 
-def training_row(bench: Bench, parts: TrainParts, precision: str) -> Row:
-    sizes, device = bench.sizes, bench.device
-    dtype = None if precision == "fp32" else PRECISIONS[precision]
-    key = "training/fp32" if dtype is None else f"training/{precision}-autocast"
-    name = f"train step batch {sizes.train_batch} " + (
-        "fp32" if dtype is None else f"{precision} autocast"
-    )
-    row = Row(key, "training", name, precision, sizes.train_batch)
-    row.note = "items are steps; latents and BEATs features precomputed"
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    def steps() -> None:
-        for _ in range(sizes.train_steps):
-            train_step(parts, dtype, scaler)
-
-    return timed_row(bench, row, sizes.train_steps, steps)
-
-
-def recomputed_row(bench: Bench, parts: TrainParts, beats) -> Row:
-    """fp16 steps that first compute their inputs as the official loop does: BEATs on 5 s clips
-    and the VAE encoder on the frames (a posterior sample, scaled)."""
-    sizes, device = bench.sizes, bench.device
-    row = Row(
-        "training/fp16-recomputed",
-        "training",
-        f"train step batch {sizes.train_batch} fp16 autocast, BEATs + VAE every step",
-        "fp16",
-        sizes.train_batch,
-    )
-    row.note = "items are steps; BEATs in fp32, VAE encoder under the autocast"
-    frames = torch.rand(sizes.train_batch, 3, sizes.image_size, sizes.image_size, device=device)
-    audio = 0.1 * torch.randn(sizes.train_batch, int(AUDIO_SECONDS * SAMPLE_RATE), device=device)
-    vae, scaling = parts.pipeline.vae, parts.pipeline.vae.config.scaling_factor
-    scaler = torch.amp.GradScaler(device.type)
-
-    def steps() -> None:
-        for _ in range(sizes.train_steps):
-            with torch.no_grad():
-                features = beats.layer_features(audio)
-                with torch.autocast(device.type, dtype=torch.float16):
-                    posterior = vae.encode(frames * 2 - 1).latent_dist
-                latents = posterior.sample().float() * scaling
-            train_step(replace(parts, features=features, latents=latents), torch.float16, scaler)
-
-    return timed_row(bench, row, sizes.train_steps, steps)
+    bench.measure(row, run)
+    if peak:  # the trainer's process, not this one, held the device memory
+        row.peak_memory_mib = peak[0]
+        bench.write()
+    return row
 
 
 def bench_training(bench: Bench) -> None:
-    parts = train_parts(bench.sizes, bench.device)
-    for precision in ("fp32", "fp16", "bf16"):
-        training_row(bench, parts, precision)
-    recomputed_row(bench, parts, beats_features(bench.sizes, bench.device))
+    from audiobench.data.demo import write_demo_dataset
+    from benchmarks.train_bench import RecomputedCropFeatures
+
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "demo"
+        write_demo_dataset(data)
+        for precision in ("fp32", "fp16", "bf16"):
+            training_row(bench, data, Path(folder) / precision, precision)
+        training_row(bench, data, Path(folder) / "recomputed", "fp16", RecomputedCropFeatures)
 
 
 # ---- 3. evaluation --------------------------------------------------------------------------
 
 
-def clip_embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> unit CLIP embeddings: resize to 224, OpenAI normalisation."""
-    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
-    mean = torch.tensor(OPENAI_DATASET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_DATASET_STD, device=images.device).view(1, 3, 1, 1)
-    pixels = F.interpolate(images.float() / 255, size=224, mode="bicubic", align_corners=False)
-    return F.normalize(model.encode_image((pixels - mean) / std).float(), dim=-1)
-
-
 def evaluation_row(bench: Bench, clip, inception, images: torch.Tensor, batch: int) -> Row:
+    """The metric models' calls that `audiobench evaluate` makes (`ClipEncoder.embed_pixels`
+    on CLIP's own preprocessing, `InceptionFeatures.features` on uint8 images), per image or in
+    batches. CLIP's preprocessing runs on the CPU beside the models in `evaluate`; here it is
+    done once beforehand."""
     kind = "single" if batch == 1 else "batched"
     reference = " (reference)" if batch == 1 else ""
     name = f"CLIP L/14 + Inception fp32 batch {batch}{reference}"
     row = Row(f"evaluation/{kind}", "evaluation", name, "fp32", batch)
-    row.note = "generated-size uint8 images already on the device"
+    row.note = "generated-size uint8 images on the device; CLIP's preprocessing done beforehand"
+    pixels = clip.pixels(
+        [Image.fromarray(array) for array in images.permute(0, 2, 3, 1).cpu().numpy()]
+    )
 
-    @torch.no_grad()
     def work() -> None:
-        for chunk in images.split(batch):
-            clip_embed(clip, chunk).cpu()
+        for chunk, prepared in zip(images.split(batch), pixels.split(batch), strict=True):
+            clip.embed_pixels(prepared)
             inception.features(chunk)
 
     return timed_row(bench, row, len(images), work)
@@ -485,7 +457,7 @@ def evaluation_row(bench: Bench, clip, inception, images: torch.Tensor, batch: i
 
 def bench_evaluation(bench: Bench) -> None:
     sizes, device = bench.sizes, bench.device
-    clip = clip_image_model(sizes, device)
+    clip = zoo_model("clip_l14", sizes, device)
     inception = inception_features(sizes, device)
     shape = (sizes.eval_images, 3, sizes.image_size, sizes.image_size)
     images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)

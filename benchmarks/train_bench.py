@@ -50,9 +50,9 @@ class RecomputedCropFeatures:
         frames = torch.stack(
             [frame_tensor(read_frame(c.frame_path), self.frame_size) for c in chosen]
         )
-        posterior = self.vae.encode(frames).latent_dist
-        moments = torch.cat([posterior.mean, posterior.logvar], dim=1)
-        return self.beats.layer_features(audio), moments
+        posterior = self.vae.encode(frames.to(self.vae.device, self.vae.dtype)).latent_dist
+        moments = torch.cat([posterior.mean, posterior.logvar], dim=1).float().cpu()
+        return self.beats.layer_features(audio).cpu(), moments
 
 
 class StepClock:
