@@ -290,3 +290,74 @@ def test_models_fetch_without_a_network_lists_every_role_and_exits_1(tmp_path):
     for role in roles_in_use():
         assert f"{role}: failed" in result.stdout, role
     assert "still missing:" in result.stdout
+
+
+class _RangeServer:
+    """A loopback HTTP server for one file that honours `Range: bytes=N-` (as the hosts of
+    the published weights do) and records the ranges it was asked for."""
+
+    def __init__(self, payload: bytes, fail_after: int | None = None) -> None:
+        import http.server
+        import threading
+
+        server_self = self
+        self.payload, self.fail_after, self.ranges = payload, fail_after, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                start = 0
+                header = self.headers.get("Range")
+                server_self.ranges.append(header)
+                if header:
+                    start = int(header.removeprefix("bytes=").removesuffix("-"))
+                body = server_self.payload[start:]
+                self.send_response(206 if header else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server_self.fail_after is not None and not header:
+                    self.wfile.write(body[: server_self.fail_after])
+                    self.wfile.flush()
+                    self.connection.close()  # the connection drops mid-download
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/weights.pth"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_downloads_resume_and_check_the_published_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    from audiobench.models.zoo import download_file
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    digest = hashlib.sha256(payload).hexdigest()
+    target = tmp_path / "inception" / "weights.pth"
+    with _RangeServer(payload, fail_after=300_000) as url:
+        with pytest.raises(AudiobenchError, match="stopped at 300000 of 1048576 bytes"):
+            download_file(url, target, sha256_prefix=digest[:8])
+        partial = target.with_name("weights.pth.part")
+        assert not target.exists() and 0 < partial.stat().st_size < len(payload)
+    resumed_from = partial.stat().st_size
+    server = _RangeServer(payload)
+    with server as url:
+        assert download_file(url, target, sha256_prefix=digest[:8]) == target
+    assert server.ranges == [f"bytes={resumed_from}-"]  # only the rest was asked for
+    assert target.read_bytes() == payload and not partial.exists()
+    with _RangeServer(payload) as url:
+        wrong = tmp_path / "other" / "weights.pth"
+        with pytest.raises(AudiobenchError, match="not the published 00000000"):
+            download_file(url, wrong, sha256_prefix="00000000")
+        assert not wrong.exists() and not wrong.with_name("weights.pth.part").exists()

@@ -376,6 +376,12 @@ def download_file(url: str, target: Path, sha256_prefix: str | None = None) -> P
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 handle.write(chunk)
                 advance(len(chunk))
+    received = partial.stat().st_size
+    if total is not None and received != total:  # the connection dropped: resume next time
+        raise AudiobenchError(
+            f"{url}: the download stopped at {received} of {total} bytes; run the command "
+            f"again to resume from {partial}"
+        )
     if sha256_prefix is not None:
         digest = hashlib.sha256()
         with open(partial, "rb") as handle:
