@@ -16,6 +16,7 @@ from typing import Any
 
 from audiobench import __version__
 from audiobench.errors import AudiobenchError
+from audiobench.profiles import RANDOM_PROFILES
 from audiobench.report import COLUMNS, load_rows
 from audiobench.store import atomic_write_bytes, atomic_write_json, read_json
 
@@ -88,13 +89,14 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> dict[str, Any]:
-    """Add evaluated runs as audiobench rows (tiny-profile runs only with `force`)."""
+    """Add evaluated runs as audiobench rows (random-weights runs only with `force`)."""
     board = load(path)
     for row in load_rows(run_dirs):
-        if row.profile == "tiny" and not force:
+        if row.profile in RANDOM_PROFILES and not force:
             raise AudiobenchError(
-                f"{row.run_dir} was made with the tiny profile: its numbers are meaningless "
-                "and do not belong on a leaderboard (--force to add it anyway)"
+                f"{row.run_dir} was made with the {row.profile} profile (random weights): its "
+                "numbers are meaningless and do not belong on a leaderboard (--force to add it "
+                "anyway)"
             )
         record = RunRecord(row.run_dir)
         board["rows"].append(

@@ -19,16 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from audiobench.errors import AudiobenchError
+from audiobench.profiles import RANDOM_PROFILES
 from audiobench.store import RunDirectory, read_json
 
 COLUMNS = (("aic", "AIC", True), ("fid", "FID", False), ("ais", "AIS", True), ("iis", "IIS", True))
 STUDY_COLUMNS = (("sid", "SID", True),)  # shown only when a row has them (the speaker study)
 KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
 PER_SAMPLE = (("aic", "aic_agree"), ("ais", "ais_win"), ("iis", "iis_win"), ("sid", "sid_correct"))
-TINY_WARNING = (
-    "Made with the tiny profile (seeded random weights): these numbers are "
-    "meaningless and only show that the pipeline runs."
-)
+
+
+def random_weights_warning(rows: list[Row]) -> str | None:
+    """The warning for a report with a run of a random-weights profile (`tiny`,
+    `paper-random`), whose numbers mean nothing; None when every run used real weights."""
+    profile = next((row.profile for row in rows if row.profile in RANDOM_PROFILES), None)
+    if profile is None:
+        return None
+    return (
+        f"Made with the {profile} profile (seeded random weights): these numbers are "
+        "meaningless and only show that the pipeline runs."
+    )
+
+
 FORMATS = ("markdown", "latex", "html")
 UNLISTED = "(not in the class list)"
 
@@ -157,16 +168,13 @@ def _header(rows: list[Row], arrows: tuple[str, str]) -> list[str]:
     ]
 
 
-def is_tiny(rows: list[Row]) -> bool:
-    return any(row.profile == "tiny" for row in rows)
-
-
 def markdown(rows: list[Row], with_ci: bool = False) -> str:
     header = _header(rows, ("↑", "↓"))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, with_ci, "**{}**")]
     text = "\n".join(lines) + "\n"
-    return (f"> **Warning**: {TINY_WARNING}\n\n" + text) if is_tiny(rows) else text
+    warning = random_weights_warning(rows)
+    return (f"> **Warning**: {warning}\n\n" + text) if warning else text
 
 
 def latex(rows: list[Row], with_ci: bool = False) -> str:
@@ -186,7 +194,11 @@ def latex(rows: list[Row], with_ci: bool = False) -> str:
         r"\bottomrule",
         r"\end{tabular}",
         r"\caption{Audio-to-image results on VGGSound (audiobench)."
-        + (r" \textbf{Tiny profile: the numbers are meaningless.}" if is_tiny(rows) else "")
+        + (
+            r" \textbf{Random weights: the numbers are meaningless.}"
+            if random_weights_warning(rows)
+            else ""
+        )
         + "}",
         r"\end{table}",
     ]
@@ -217,7 +229,8 @@ def html_report(
         "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
         for cells in _cells(rows, with_ci, "\0{}\0")
     )
-    warning = f'<p class="warning">{html.escape(TINY_WARNING)}</p>' if is_tiny(rows) else ""
+    message = random_weights_warning(rows)
+    warning = f'<p class="warning">{html.escape(message)}</p>' if message else ""
     images = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'

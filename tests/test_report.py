@@ -121,11 +121,19 @@ def test_latex_is_balanced(runs):
     assert all(line.count("&") == 5 for line in rows)
 
 
-def test_tiny_runs_carry_a_warning_everywhere(tmp_path):
-    rows = load_rows([make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile="tiny")])
-    assert markdown(rows).startswith("> **Warning**: Made with the tiny profile")
+@pytest.mark.parametrize("profile", ["tiny", "paper-random"])
+def test_random_weight_runs_carry_a_warning_everywhere(tmp_path, profile):
+    rows = load_rows([make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile=profile)])
+    assert markdown(rows).startswith(f"> **Warning**: Made with the {profile} profile")
     assert "meaningless" in latex(rows)
     assert 'class="warning"' in html_report(rows, False, {})
+    with pytest.raises(AudiobenchError, match=f"{profile} profile"):
+        leaderboard.add_runs(tmp_path / "board.json", [rows[0].run_dir])
+
+
+def test_paper_runs_carry_no_warning(tmp_path):
+    rows = load_rows([make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile="paper")])
+    assert "Warning" not in markdown(rows) and "meaningless" not in latex(rows)
 
 
 def test_html_is_self_contained_with_the_grid(runs):

@@ -30,10 +30,8 @@ from typing import Any
 import torch
 
 from audiobench.errors import AudiobenchError
+from audiobench.profiles import PROFILES, RANDOM_PROFILES
 
-PROFILES = ("paper", "paper-random", "tiny")
-# Profiles with seeded random weights: their numbers mean nothing, and reports say so.
-RANDOM_PROFILES = ("paper-random", "tiny")
 RANDOM_SEED = 0
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
