@@ -11,9 +11,13 @@ import torchaudio
 
 from audiobench.errors import AudiobenchError
 from audiobench.evaluation import EvaluateSettings, evaluate
+from audiobench.models.imagebind import (
+    AUDIO_PREFIXES,
+    TINY_DIMS,
+    ImageBindAudioEncoder,
+    clip_starts,
+)
 from audiobench.runner import RunSettings, execute
-from methods.imagebind_unclip import TINY_DIMS, ImageBindAudioEncoder
-from methods.imagebind_unclip.encoder import PREFIXES, clip_starts
 
 AIRPLANE_WAV = "clips/-_gaZzFfzDQ_517000_527000.wav"
 
@@ -52,7 +56,7 @@ def test_official_checkpoint_layout_round_trip(tmp_path):
     torch.manual_seed(0)
     source = ImageBindAudioEncoder(**TINY_DIMS).eval()
     state = dict(source.state_dict())
-    assert all(key.startswith(PREFIXES) for key in state)
+    assert all(key.startswith(AUDIO_PREFIXES) for key in state)
     assert "modality_postprocessors.audio.1.log_logit_scale" in state
     state["modality_trunks.vision.blocks.0.attn.in_proj_weight"] = torch.zeros(96, 32)
     state["modality_heads.text.proj.0.weight"] = torch.zeros(32, 32)
@@ -82,6 +86,24 @@ def test_embeddings_follow_the_audio_and_keep_the_scale():
     assert not torch.allclose(embedded[0], embedded[2], atol=1e-3)
     again = encoder(ImageBindAudioEncoder.preprocess(audio[:1]))
     torch.testing.assert_close(again[0], embedded[0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_feature_embedding_is_the_methods_embedding():
+    """`embed` (the feature pipeline's) gives the method's conditioning: x 20, not unit."""
+    import numpy as np
+
+    from methods.imagebind_unclip import ImageBindUnCLIP
+
+    torch.manual_seed(2)
+    method = ImageBindUnCLIP.__new__(ImageBindUnCLIP)
+    method.encoder = ImageBindAudioEncoder(**TINY_DIMS).eval()
+    audio = [
+        np.random.default_rng(seed).normal(0, 0.1, 80_000).astype(np.float32) for seed in (0, 1)
+    ]
+    expected = method.embed(audio)
+    embedded = method.encoder.embed([torch.from_numpy(clip) for clip in audio])
+    torch.testing.assert_close(embedded, expected, rtol=0, atol=0)
+    assert (embedded.norm(dim=1) > 15).all()  # means of three (similar) vectors of norm 20
 
 
 def test_imagebind_unclip_runs_reproducibly_and_evaluates(demo_dir, tmp_path):

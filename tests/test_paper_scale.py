@@ -30,7 +30,9 @@ CPU = LoadOptions(torch.device("cpu"), torch.float32)
 roles_in_use()  # registers every method's roles
 
 
-@pytest.mark.parametrize("role", ["imagebind_audio", "vqgan", "wav2clip", "beats", "xvector"])
+@pytest.mark.parametrize(
+    "role", ["imagebind_audio", "imagebind_vision", "vqgan", "wav2clip", "beats", "xvector"]
+)
 def test_manifests_match_the_authors_code(role):
     """Key lists made from the authors' own model code at the published size
     (tests/fixtures/manifests/make_manifests.py) against what audiobench's loaders read."""
@@ -74,6 +76,7 @@ def test_paper_random_builds_the_published_sizes():
     assert _parameters(role_manifest("vqgan")[""]) == 76_073_859
     imagebind = role_manifest("imagebind_audio")[""]
     assert imagebind["modality_heads.audio.2.weight"] == (1024, 768)
+    assert _parameters(role_manifest("imagebind_vision")[""]) == 632_829_440
     assert _parameters(role_manifest("clip_l14")["model"]) == 427_616_513
     assert _parameters(role_manifest("classifier")["model"], buffers) == 86_567_656
 

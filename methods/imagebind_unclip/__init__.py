@@ -10,63 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from audiobench.data import Sample
-from audiobench.models.zoo import (
-    LoadOptions,
-    Role,
-    WeightLayout,
-    download_file,
-    register_role,
-    torch_hub_file,
-    weight_file,
-)
+from audiobench.models.imagebind import ImageBindAudioEncoder  # the `imagebind_audio` role
 from audiobench.registry import Method, MethodContext
-from methods.imagebind_unclip.encoder import PREFIXES, ImageBindAudioEncoder
-from methods.imagebind_unclip.unclip import TINY_EMBED_DIM  # also registers the `unclip` role
+from methods.imagebind_unclip import unclip as _unclip  # noqa: F401  (registers `unclip`)
 
-CHECKPOINT = "imagebind_huge.pth"
-URL = f"https://dl.fbaipublicfiles.com/imagebind/{CHECKPOINT}"
-TINY_DIMS = {"embed_dim": 32, "num_blocks": 2, "num_heads": 2, "out_dim": TINY_EMBED_DIM}
-
-__all__ = ["ImageBindAudioEncoder", "ImageBindUnCLIP"]
-
-
-def _locate(search_dirs: Sequence[Path]) -> Path | None:
-    return weight_file(search_dirs, "imagebind_audio", [CHECKPOINT]) or torch_hub_file(CHECKPOINT)
-
-
-def _load_paper(path: Path, options: LoadOptions) -> ImageBindAudioEncoder:
-    return ImageBindAudioEncoder.from_official_checkpoint(path).to(options.device, options.dtype)
-
-
-def _build_tiny(options: LoadOptions) -> ImageBindAudioEncoder:
-    return ImageBindAudioEncoder(**TINY_DIMS).eval().to(options.device, options.dtype)
-
-
-IMAGEBIND_AUDIO = register_role(
-    Role(
-        name="imagebind_audio",
-        description="ImageBind (huge) audio branch: 1024-d embedding for the unCLIP baseline",
-        paper_source=f"{CHECKPOINT} (audio keys)",
-        how_to_obtain=f"{CHECKPOINT} from {URL} at WEIGHTS/imagebind_audio/{CHECKPOINT}",
-        locate=_locate,
-        load_paper=_load_paper,
-        build_paper_random=lambda options: (
-            ImageBindAudioEncoder().eval().to(options.device, options.dtype)
-        ),
-        build_tiny=_build_tiny,
-        layout=WeightLayout({"": ("",)}, prefixes=PREFIXES),
-        fetch=lambda weights_dir: download_file(
-            URL, Path(weights_dir) / "imagebind_audio" / CHECKPOINT
-        ),
-    )
-)
+__all__ = ["ImageBindUnCLIP"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +39,7 @@ class ImageBindUnCLIP(Method):
 
     def setup(self, context: MethodContext) -> None:
         self.pipeline = context.models.load("unclip")
-        self.encoder = context.models.load("imagebind_audio")
+        self.encoder: ImageBindAudioEncoder = context.models.load("imagebind_audio")
         self.device = context.device
 
     def prepare(self, sample: Sample) -> np.ndarray:
@@ -93,9 +47,7 @@ class ImageBindUnCLIP(Method):
 
     @torch.no_grad()
     def embed(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
-        mel = ImageBindAudioEncoder.preprocess(torch.from_numpy(np.stack(audio)))
-        parameter = next(self.encoder.parameters())
-        return self.encoder(mel.to(parameter.device, parameter.dtype))
+        return self.encoder.encode(torch.from_numpy(np.stack(audio)))
 
     def generate(self, inputs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Image.Image]:
         embeddings = self.embed(inputs).to(self.pipeline.unet.dtype)
