@@ -12,3 +12,14 @@ class AudiobenchError(Exception):
 
 class SampleError(AudiobenchError):
     """One sample's inputs are unusable (missing or corrupt file, silence, too short)."""
+
+
+def unknown_name(what: str, name: str, known: list[str]) -> AudiobenchError:
+    """The error for a name that is not registered: the closest known one and all of them."""
+    import difflib
+
+    hint = difflib.get_close_matches(name, known, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return AudiobenchError(
+        f"unknown {what} {name!r}{suggestion}; known {what}s: {', '.join(known) or 'none'}"
+    )

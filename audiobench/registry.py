@@ -13,7 +13,6 @@ when all are listed), so a broken third-party plugin cannot break the others.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from audiobench.distributed import SINGLE, Processes
-from audiobench.errors import AudiobenchError
+from audiobench.errors import AudiobenchError, unknown_name
 
 if TYPE_CHECKING:
     import torch
@@ -141,11 +140,7 @@ def get_method(name: str) -> type[Method]:
     """The class of a registered method, or an error listing the known ones."""
     methods = discover()
     if name not in methods:
-        hint = difflib.get_close_matches(name, methods, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise AudiobenchError(
-            f"unknown method {name!r}{suggestion}; known methods: {', '.join(methods) or 'none'}"
-        )
+        raise unknown_name("method", name, list(methods))
     return methods[name].load()
 
 

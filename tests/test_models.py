@@ -89,11 +89,13 @@ def fake_sd_folder(weights):
 FAKE_WEIGHT_FILES = {
     "clip_b32": "open_clip_model.safetensors",
     "clip_l14": "open_clip_pytorch_model.bin",
+    "clip_l14_336": "open_clip_model.safetensors",
     "wav2clip": "Wav2CLIP.pt",
     "classifier": "model.safetensors",
     "inception": "weights-inception-2015-12-05-6726825d.pth",
     "beats": "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
     "imagebind_audio": "imagebind_huge.pth",
+    "imagebind_vision": "imagebind_huge.pth",
     "unclip": "model_index.json",
     "vqgan": "last.ckpt",
     "xvector": "embedding_model.ckpt",
@@ -114,8 +116,8 @@ def test_models_check_reports_found_and_missing_roles(cli, tmp_path):
     assert "found" in sd_row and "sd-text" in sd_row
     summary = " ".join(out.split())  # rich wraps long lines
     assert (
-        "missing for the paper profile: beats, classifier, clip_b32, clip_l14, imagebind_audio, "
-        "inception, unclip, vqgan, wav2clip, xvector" in summary
+        "missing for the paper profile: beats, classifier, clip_b32, clip_l14, clip_l14_336, "
+        "imagebind_audio, imagebind_vision, inception, unclip, vqgan, wav2clip, xvector" in summary
     )
 
     for role, name in FAKE_WEIGHT_FILES.items():

@@ -1,7 +1,9 @@
-"""The `clip_b32` and `clip_l14` roles: OpenAI CLIP through open_clip.
+"""The `clip_b32`, `clip_l14` and `clip_l14_336` roles: OpenAI CLIP through open_clip.
 
 ViT-B/32 is the image side of AIS (Wav2CLIP was trained into its space) and guides VQGAN-CLIP;
-ViT-L/14 scores IIS and the text match of AIC. Both return L2-normalised float32 embeddings.
+ViT-L/14 scores IIS and the text match of AIC; ViT-L/14@336px is the image encoder of CMMD
+(Jayasumana et al., CVPR 2024), with CMMD's own image preprocessing. All return L2-normalised
+float32 embeddings.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -35,25 +38,31 @@ class ClipSpec:
     hub_repo: str  # where open_clip's `openai` tag lives on the Hugging Face hub
     embed_dim: int
     patch_size: int
+    image_size: int = 224
+    cmmd: bool = False  # CMMD's image preprocessing (`cmmd_pixels`) instead of open_clip's
 
 
 class ClipEncoder:
     """An open_clip model with its preprocessing and tokenizer: images and texts to unit vectors."""
 
-    image_size = 224
-
-    def __init__(self, model: Any, tokenizer: Any, options: LoadOptions) -> None:
-        """The image preprocessing is the one open_clip pairs with `model` (what
-        `create_model_and_transforms` returns for inference), built from its configuration."""
+    def __init__(self, spec: ClipSpec, model: Any, tokenizer: Any, options: LoadOptions) -> None:
+        """The image preprocessing is CMMD's for a `cmmd` spec, else the one open_clip pairs
+        with `model` (what `create_model_and_transforms` returns for inference), built from its
+        configuration."""
         from open_clip import get_model_preprocess_cfg
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        config = PreprocessCfg(**get_model_preprocess_cfg(model))
         self.model = model.to(options.device).eval()
-        self.preprocess = image_transform_v2(config, is_train=False)
-        # Equal configurations give equal transforms: encoders with the same key (ViT-B/32 and
-        # ViT-L/14 at 224 px) can share one preprocessed batch.
-        self.preprocess_key = ("open_clip", *astuple(config))
+        self.image_size = spec.image_size
+        if spec.cmmd:
+            self.preprocess = partial(cmmd_pixels, size=spec.image_size)
+            self.preprocess_key: tuple = ("cmmd", spec.image_size)
+        else:
+            config = PreprocessCfg(**get_model_preprocess_cfg(model))
+            self.preprocess = image_transform_v2(config, is_train=False)
+            # Equal configurations give equal transforms: encoders with the same key (ViT-B/32
+            # and ViT-L/14 at 224 px) can share one preprocessed batch.
+            self.preprocess_key = ("open_clip", *astuple(config))
         self.tokenizer = tokenizer
         self.options = options
 
@@ -83,6 +92,28 @@ def _unit(embeddings: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu()
 
 
+def cmmd_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """CMMD's preprocessing of one image, as google-research's `cmmd/io_util.py` and
+    `cmmd/embedding.py` do it: the largest centred square (offsets rounded down), PIL bicubic
+    (antialiased, 8-bit) to `size` x `size`, float32 / 255, CLIP mean/std. The reference then
+    resizes bicubically to `size` again (`jax.image.resize`; the PyTorch port's `interpolate`),
+    which at equal size is the identity and is left out. Greyscale is repeated over RGB, as the
+    reference does; other modes (RGBA, palette), which it rejects or misreads, are converted."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    image = image.convert("RGB")
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    square = square.resize((size, size), resample=Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(square).astype(np.float32) / 255.0).permute(2, 0, 1)
+    mean, std = (
+        torch.tensor(values)[:, None, None] for values in (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
+    )
+    return (pixels - mean) / std
+
+
 def _locate(spec: ClipSpec, search_dirs: Sequence[Path]) -> Path | None:
     return weight_file(search_dirs, spec.role, _FILES) or huggingface_file(spec.hub_repo, _FILES)
 
@@ -98,7 +129,7 @@ def _load_paper(spec: ClipSpec, path: Path | None, options: LoadOptions) -> Clip
         force_quick_gelu=True,  # OpenAI weights use QuickGELU
         device=options.device,
     )
-    return ClipEncoder(model, open_clip.get_tokenizer(spec.architecture), options)
+    return ClipEncoder(spec, model, open_clip.get_tokenizer(spec.architecture), options)
 
 
 def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
@@ -111,11 +142,11 @@ def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
         width=64,
         head_width=32,
         patch_size=spec.patch_size,
-        image_size=ClipEncoder.image_size,
+        image_size=spec.image_size,
     )
     text = CLIPTextCfg(context_length=77, vocab_size=49_408, width=64, heads=2, layers=2)
     model = CLIP(spec.embed_dim, vision, text, quick_gelu=True)
-    return ClipEncoder(model, open_clip.get_tokenizer(spec.architecture), options)
+    return ClipEncoder(spec, model, open_clip.get_tokenizer(spec.architecture), options)
 
 
 def _fetch(spec: ClipSpec, weights_dir: Path) -> Path:
@@ -138,6 +169,13 @@ def _register(spec: ClipSpec, description: str) -> Role:
             build_tiny=partial(_build_tiny, spec),
             layout=WeightLayout({"model": ("",)}),
             fetch=partial(_fetch, spec),
+            preprocessing={
+                "image_size": spec.image_size,
+                "resize": "cmmd: centred square, PIL bicubic"
+                if spec.cmmd
+                else "open_clip: shortest side, bicubic, centre crop",
+                "normalise": "OpenAI CLIP mean and std",
+            },
         )
     )
 
@@ -149,4 +187,16 @@ CLIP_B32 = _register(
 CLIP_L14 = _register(
     ClipSpec("clip_l14", "ViT-L-14", "timm/vit_large_patch14_clip_224.openai", 768, 14),
     "OpenAI CLIP ViT-L/14: IIS, the text match of AIC, frame selection",
+)
+CLIP_L14_336 = _register(
+    ClipSpec(
+        "clip_l14_336",
+        "ViT-L-14-336",
+        "timm/vit_large_patch14_clip_336.openai",
+        768,
+        14,
+        image_size=336,
+        cmmd=True,
+    ),
+    "OpenAI CLIP ViT-L/14@336px with CMMD's preprocessing: the image encoder of CMMD",
 )

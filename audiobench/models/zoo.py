@@ -16,20 +16,19 @@ obtain it.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from audiobench.errors import AudiobenchError
+from audiobench.errors import AudiobenchError, unknown_name
 from audiobench.profiles import PROFILES, RANDOM_PROFILES
 
 RANDOM_SEED = 0
@@ -83,6 +82,9 @@ class Role:
     build_tiny: Callable[[LoadOptions], Any]
     layout: WeightLayout  # what `load_paper` reads from the weight files
     fetch: Callable[[Path], Path] | None = None  # download into a weights dir (needs a network)
+    # Input settings its features depend on (image size, normalisation, ...): hashed into the
+    # feature cache's names, so a change recomputes every cached feature of the role.
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,7 @@ def register_role(role: Role) -> Role:
 
 def get_role(name: str) -> Role:
     if name not in _ROLES:
-        hint = difflib.get_close_matches(name, _ROLES, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise AudiobenchError(
-            f"unknown model role {name!r}{suggestion}; known roles: {', '.join(sorted(_ROLES))}"
-        )
+        raise unknown_name("model role", name, sorted(_ROLES))
     return _ROLES[name]
 
 
