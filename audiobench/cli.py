@@ -76,6 +76,38 @@ def list_methods() -> None:
     console.print(table)
 
 
+MetricsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="Comma-separated metric names, or 'all' (default: the paper's Table 1 metrics; "
+        "`audiobench metrics` lists them).",
+    ),
+]
+
+
+@app.command("metrics")
+def list_metrics() -> None:
+    """List the registered metrics: direction, inputs, model roles, per-sample columns.
+
+    Example: audiobench metrics
+    """
+    from audiobench.metrics.plugin import default_metrics, discover_metrics
+
+    defaults = default_metrics()
+    table = Table("metric", "description", "better", "inputs", "model roles", "default")
+    for name, metric in discover_metrics().items():
+        table.add_row(
+            name,
+            metric.description,
+            "higher" if metric.higher_is_better else "lower",
+            ", ".join(metric.inputs),
+            ", ".join(sorted(metric.roles())) or "-",
+            "yes" if name in defaults else "",
+        )
+    console.print(table)
+
+
 @models_app.command("check")
 def models_check(
     profile: ProfileOption = "paper",
@@ -411,18 +443,38 @@ def train(
 
 @app.command("evaluate")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `audiobench run`.")],
-    metrics: Annotated[
-        str,
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="A run directory made by `audiobench run` (or use --images)."),
+    ] = None,
+    metrics: MetricsOption = None,
+    images: Annotated[
+        Path | None,
         typer.Option(
-            "--metrics", help="Comma-separated subset of ais,iis,aic,fid, and sid (speakers)."
+            "--images",
+            help="Score a folder of <sample_id>.png/.jpg made elsewhere: it becomes a run "
+            "directory under --out (needs --data).",
         ),
-    ] = "ais,iis,aic,fid",
+    ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Dataset folder, if it moved since the run.")
+        Path | None,
+        typer.Option(
+            "--data", help="Dataset folder (with --images, or if it moved since the run)."
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split (with --images).")] = "test",
+    out: Annotated[
+        Path, typer.Option("--out", help="Where --images writes its run directory.")
+    ] = Path("runs"),
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Row name of --images (default: the folder's name)."),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="Metric models' profile (default: the run's).")
+        str | None,
+        typer.Option(
+            "--profile", help="Metric models' profile (default: the run's; 'paper' with --images)."
+        ),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
@@ -430,36 +482,52 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per model call.")] = 32,
     pool_size: Annotated[
         int | None,
-        typer.Option("--pool-size", help="AIS/IIS against a fixed random pool of M samples."),
+        typer.Option("--pool-size", help="Win rates (AIS, IIS) against a fixed random pool of M."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the pool and the bootstrap.")] = 0,
-    fid_resamples: Annotated[
-        int, typer.Option("--fid-resamples", help="Bootstrap resamples of the FID interval.")
+    set_resamples: Annotated[
+        int,
+        typer.Option(
+            "--set-resamples",
+            help="Bootstrap resamples of whole-set metrics' intervals (FID, KID, CMMD).",
+        ),
     ] = 100,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compute every embedding afresh; cache nothing.")
+    ] = False,
     weights_dir: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
-    """Score a run with AIS, IIS, AIC and FID (or SID, for speakers); write metrics.json.
+    """Score a run with the paper's AIC, FID, AIS and IIS (or --metrics); write metrics.json.
 
     Per-sample values go into the run's samples.parquet.
 
     Example: audiobench evaluate runs/sd-text-test-tiny-seed0
+    Example: audiobench evaluate --images my_images/ --data data/vggsound --out runs
     """
     from audiobench.distributed import is_helper_process
     from audiobench.evaluation import EvaluateSettings
     from audiobench.evaluation import evaluate as evaluate_run
+    from audiobench.metrics.plugin import parse_metrics
 
+    names = parse_metrics(metrics)
+    if (run_dir is None) == (images is None):
+        raise AudiobenchError("give either a run directory or --images DIR (with --data)")
+    if images is not None:
+        run_dir, profile = _imported_run(images, data, split, out, name, profile or "paper", device)
+        data = None
     settings = EvaluateSettings(
         run_dir=run_dir,
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        metrics=names,
         data_dir=data,
         profile=profile,
         device=device,
         batch_size=batch_size,
         pool_size=pool_size,
         seed=seed,
-        fid_resamples=fid_resamples,
+        set_resamples=set_resamples,
         weights_dir=weights_dir,
+        no_cache=no_cache,
     )
     report = evaluate_run(settings)
     if is_helper_process():
@@ -468,18 +536,49 @@ def evaluate(
         print(json.dumps(report, indent=2, sort_keys=True))
         return
     table = Table("metric", "value", "95% CI", "N", title=f"{run_dir} ({report['profile']})")
-    for name, result in report["metrics"].items():
+    for metric, result in report["metrics"].items():
         arrow = "up" if result["higher_is_better"] else "down"
         low, high = result["ci95"]
         table.add_row(
-            f"{name.upper()} ({arrow})",
-            f"{result['value']:.2f}",
-            f"{low:.2f} - {high:.2f}",
+            f"{metric.upper()} ({arrow})",
+            f"{result['value']:.4g}",
+            f"{low:.4g} - {high:.4g}",
             str(result["n"]),
         )
     console.print(table)
     if report["excluded"]:
         console.print(f"{len(report['excluded'])} samples excluded (listed in metrics.json)")
+
+
+def _imported_run(
+    images: Path,
+    data: Path | None,
+    split: str,
+    out: Path,
+    name: str | None,
+    profile: str,
+    device: str,
+) -> tuple[Path, str]:
+    """The run directory `--images` makes (by the main process of a launch); prints what was
+    missing or unmatched."""
+    from audiobench.distributed import is_helper_process, join, on_main
+    from audiobench.external import import_images
+
+    if data is None:
+        raise AudiobenchError("--images needs --data: the dataset whose samples the images show")
+    processes, _ = join(device)  # the launch's processes, joined as `evaluate` will join them
+    summary = on_main(processes, lambda: import_images(images, data, split, out, name, profile))
+    if not is_helper_process():
+        console.print(f"{summary.imported} images imported into {escape(str(summary.run_dir))}")
+        for what, items in (
+            ("samples without an image", summary.missing),
+            ("unreadable images", summary.unreadable),
+            ("images matching no sample", summary.unmatched),
+        ):
+            if items:
+                listed = ", ".join(items[:10]) + (", ..." if len(items) > 10 else "")
+                console.print(f"{len(items)} {what}: {escape(listed)}")
+    return summary.run_dir, profile
 
 
 @app.command("verify")
@@ -516,32 +615,76 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command("distance")
+def distance(
+    dir_a: Annotated[Path, typer.Argument(help="First image folder.")],
+    dir_b: Annotated[Path, typer.Argument(help="Second image folder.")],
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated metrics of two image sets (default: every registered one: "
+            "`audiobench metrics` lists them).",
+        ),
+    ] = None,
+    profile: ProfileOption = "paper",
+    device: Annotated[
+        str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
+    weights_dir: WeightsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Distances between two image folders as whole sets (FID and KID equal torch-fidelity's).
+
+    Example: audiobench distance runs/sd-text-test-paper-seed0/images frames/ --metrics fid,kid
+    """
+    _print_distances(dir_a, dir_b, metrics, profile, device, weights_dir, as_json)
+
+
 @app.command("fid")
 def fid(
     dir_a: Annotated[Path, typer.Argument(help="First image folder.")],
     dir_b: Annotated[Path, typer.Argument(help="Second image folder.")],
-    inception_weights: Annotated[
-        Path | None,
-        typer.Option("--inception-weights", help="torch-fidelity Inception weights file."),
-    ] = None,
     profile: ProfileOption = "paper",
+    device: Annotated[
+        str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
     weights_dir: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
-    """FID between two image folders, computed by torch-fidelity (inception-v3-compat).
+    """FID between two image folders: `audiobench distance A B --metrics fid`.
 
-    Without --inception-weights the `inception` role of the profile is used.
     Example: audiobench fid runs/sd-text-test-paper-seed0/images reference_frames/
     """
-    from audiobench.metrics.fid import FID_KEY, fid_from_dirs
+    _print_distances(dir_a, dir_b, "fid", profile, device, weights_dir, as_json)
 
-    if inception_weights is None:
-        inception_weights = _inception_weights(profile, weights_dir)
-    value = fid_from_dirs(dir_a, dir_b, inception_weights)
+
+def _print_distances(
+    dir_a: Path,
+    dir_b: Path,
+    metrics: str | None,
+    profile: str,
+    device: str,
+    weights_dir: Path | None,
+    as_json: bool,
+) -> None:
+    from audiobench.metrics.plugin import parse_metrics, set_metrics
+    from audiobench.scoring import distance as set_distance
+
+    results = set_distance(
+        dir_a,
+        dir_b,
+        parse_metrics(metrics) if metrics else set_metrics(),
+        profile=profile,
+        device=device,
+        weights_dir=weights_dir,
+    )
     if as_json:
-        print(json.dumps({FID_KEY: value, "inception_weights": str(inception_weights)}))
-    else:
-        console.print(f"FID {value:.6f}")
+        print(json.dumps({"profile": profile, "metrics": results}, indent=2, sort_keys=True))
+        return
+    for name, result in results.items():
+        low, high = result["ci95"]
+        console.print(f"{name.upper()} {result['value']:.6g} (95% CI {low:.6g} - {high:.6g})")
 
 
 @app.command("report")
@@ -559,6 +702,7 @@ def report(
         Path | None,
         typer.Option("--classes", help="VGGSound classes.csv: adds per-supercategory tables."),
     ] = None,
+    metrics: MetricsOption = None,
 ) -> None:
     """Table 1 from evaluated runs (metrics are read from metrics.json, never recomputed).
 
@@ -572,17 +716,20 @@ def report(
 
     if output_format not in reports.FORMATS:
         raise AudiobenchError(f"--format must be one of {', '.join(reports.FORMATS)}")
+    from audiobench.metrics.plugin import parse_metrics
+
+    columns = list(parse_metrics(metrics))
     rows = reports.load_rows(run_dirs)
     if leaderboard is not None:
         from audiobench.leaderboard import load
 
         rows += reports.published_rows(load(leaderboard))
     if output_format == "markdown":
-        text = reports.markdown(rows, with_ci)
+        text = reports.markdown(rows, with_ci, columns)
     elif output_format == "latex":
-        text = reports.latex(rows, with_ci)
+        text = reports.latex(rows, with_ci, columns)
     else:
-        text = _html_report(reports, rows, with_ci, out, classes)
+        text = _html_report(reports, rows, with_ci, out, classes, columns)
     if out is None:
         print(text, end="")
     else:
@@ -590,7 +737,9 @@ def report(
         console.print(f"report written: {out}")
 
 
-def _html_report(reports, rows, with_ci: bool, out: Path | None, classes: Path | None) -> str:
+def _html_report(
+    reports, rows, with_ci: bool, out: Path | None, classes: Path | None, columns: list[str]
+) -> str:
     import warnings
 
     from audiobench.data.vggsound import read_classes
@@ -613,7 +762,7 @@ def _html_report(reports, rows, with_ci: bool, out: Path | None, classes: Path |
         "Per class (%)": breakdown["class"],
         "Per supercategory (%)": breakdown["supercategory"],
     }
-    return reports.html_report(rows, with_ci, figures, tables)
+    return reports.html_report(rows, with_ci, figures, tables, columns)
 
 
 @leaderboard_app.command("add")
@@ -727,15 +876,6 @@ def human_analyze(
     else:
         print(table(result), end="")
         print(f"Krippendorff's alpha (ordinal): {result['krippendorff_alpha_ordinal']:.3f}")
-
-
-def _inception_weights(profile: str, weights_dir: Path | None) -> Path:
-    import torch
-
-    from audiobench.models import LoadOptions, ModelZoo
-
-    zoo = ModelZoo(profile, LoadOptions(torch.device("cpu"), torch.float32), weights_dir)
-    return zoo.load("inception").weights_path
 
 
 def _parse_options(pairs: list[str]) -> dict[str, str]:

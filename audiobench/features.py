@@ -12,6 +12,7 @@ run on all cores, one batch ahead of the models.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +27,7 @@ from audiobench.concurrency import one_ahead, thread_map
 from audiobench.data import Sample, read_frame
 from audiobench.distributed import SINGLE, Processes
 from audiobench.models import ModelZoo
-from audiobench.models.zoo import cache_dir
+from audiobench.models.zoo import cache_dir, registered_roles
 from audiobench.progress import progress_bar
 from audiobench.store import FeatureCache, file_sha256
 
@@ -91,6 +92,56 @@ def register_kind(kind: str, computer: Callable[[Any], Computer]) -> None:
     COMPUTERS[kind] = computer
 
 
+@dataclass(frozen=True)
+class InputSet:
+    """Inputs of one source, their content keys (what the cache is keyed by) and how a batch
+    of them is decoded."""
+
+    keys: list[str]
+    items: list[Any]
+    load: Callable[[list], list]
+    what: str  # for the progress bar
+
+    @classmethod
+    def image_files(cls, paths: Sequence[Path], what: str) -> InputSet:
+        return cls(
+            thread_map(file_sha256, paths), list(paths), lambda b: thread_map(read_frame, b), what
+        )
+
+    @classmethod
+    def images(cls, images: Sequence[Image.Image], what: str) -> InputSet:
+        """In-memory images, keyed by their mode, size and pixels."""
+        keys = [
+            hashlib.sha256(f"{i.mode}:{i.size}:".encode() + i.tobytes()).hexdigest() for i in images
+        ]
+        return cls(keys, list(images), lambda b: [image.convert("RGB") for image in b], what)
+
+    @classmethod
+    def audio_windows(cls, samples: Sequence[Sample]) -> InputSet:
+        """The evaluation windows of dataset samples, keyed by file content and window."""
+        keys = [f"{file_sha256(s.audio_path)}:{s.audio_start:g}-{s.audio_end:g}" for s in samples]
+        return cls(keys, list(samples), lambda b: thread_map(Sample.read_audio, b), "audio windows")
+
+    @classmethod
+    def audio_arrays(cls, clips: Sequence[np.ndarray]) -> InputSet:
+        """16 kHz mono float32 waveforms, keyed by their samples."""
+        arrays = [np.ascontiguousarray(clip, dtype=np.float32) for clip in clips]
+        keys = [hashlib.sha256(b"pcm16k:" + clip.tobytes()).hexdigest() for clip in arrays]
+        return cls(keys, arrays, list, "audio")
+
+
+# Bump when the code that turns an input into a feature changes: old cached features are then
+# never served again. The role's `preprocessing` settings are hashed in beside it.
+FEATURE_CODE_VERSION = 2
+
+
+def feature_version(kind: FeatureKind) -> str:
+    """`v<code version>-<hash of the role's preprocessing settings>`: part of every cache name."""
+    role = registered_roles().get(kind.role)
+    settings = json.dumps(dict(role.preprocessing) if role else {}, sort_keys=True, default=str)
+    return f"v{FEATURE_CODE_VERSION}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+
+
 class Features:
     """Looks features up in the cache and computes (and stores) the missing ones."""
 
@@ -100,53 +151,35 @@ class Features:
         batch_size: int,
         run_cache: Path | None = None,
         processes: Processes = SINGLE,
+        shared_cache: Path | None = None,
     ) -> None:
-        """`run_cache` holds the features of a run's generated images (`generated`). With several
-        `processes`, each computes its share of the batches and all read the union from disk."""
+        """`run_cache` holds the features of a run's generated images, `shared_cache` those of
+        dataset inputs (default: audiobench's cache). With several `processes`, each computes
+        its share of the batches and all read the union from disk."""
         self.zoo = zoo
         self.processes = processes
         self.run_cache = run_cache
-        self.shared_cache = cache_dir() / "features"
+        self.shared_cache = shared_cache or cache_dir() / "features"
         self.batch_size = batch_size
+        self.used: set[str] = set()  # the cache names read or written (metrics.json records them)
         self._caches: dict[tuple[Path, FeatureKind], FeatureCache] = {}
 
-    def generated(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:
-        if self.run_cache is None:
-            raise ValueError("features of generated images need a run cache folder")
-        return self._images(self.run_cache, paths, kinds, "generated images")
+    def of(self, inputs: InputSet, kinds: Sequence[FeatureKind], generated: bool) -> list:
+        """Features of every kind for one input set. Generated images are cached in the run
+        (or, without one, in the shared cache: keys are content hashes either way)."""
+        folder = self.run_cache if generated and self.run_cache is not None else self.shared_cache
+        return self.compute(folder, inputs.keys, inputs.items, kinds, inputs.load, inputs.what)
 
-    def frames(self, paths: Sequence[Path], kinds: Sequence[FeatureKind]) -> list[np.ndarray]:
-        return self._images(self.shared_cache, paths, kinds, "reference frames")
-
-    def audio(self, samples: Sequence[Sample], kind: FeatureKind) -> np.ndarray:
-        keys = [f"{file_sha256(s.audio_path)}:{s.audio_start:g}-{s.audio_end:g}" for s in samples]
-        [values] = self.compute(
-            self.shared_cache,
-            keys,
-            samples,
-            [kind],
-            lambda batch: thread_map(Sample.read_audio, batch),
-            "audio windows",
-        )
-        return values
-
-    def texts(self, texts: list[str]) -> torch.Tensor:
-        """CLIP ViT-L/14 text embeddings (the AIC name match)."""
+    def texts(self, kind: FeatureKind, texts: list[str]) -> np.ndarray:
+        """Text embeddings of names (the AIC match), cached by the text's hash."""
         keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
-        [values] = self.compute(
-            self.shared_cache, keys, texts, [FeatureKind("clip_l14", "text")], list, "names"
-        )
-        return torch.from_numpy(values)
-
-    def _images(self, folder, paths, kinds, what) -> list[np.ndarray]:
-        keys = thread_map(file_sha256, paths)
-        return self.compute(
-            folder, keys, paths, kinds, lambda batch: thread_map(read_frame, batch), what
-        )
+        [values] = self.compute(self.shared_cache, keys, texts, [kind], list, "names")
+        return values
 
     def _cache(self, folder: Path, kind: FeatureKind) -> FeatureCache:
         if (folder, kind) not in self._caches:
-            name = f"{self.zoo.fingerprint(kind.role)}-{kind.kind}"
+            name = f"{self.zoo.fingerprint(kind.role)}-{kind.kind}-{feature_version(kind)}"
+            self.used.add(name)
             self._caches[folder, kind] = FeatureCache(folder, name)
         return self._caches[folder, kind]
 

@@ -3,9 +3,10 @@
 `leaderboards/vggsound.json` (schema version 1) holds `rows`, each:
 `method` (registry name), `name` (row label), `source` ("paper" or "audiobench"), `profile`
 (null for published rows), `config` (the method's options; for published rows, a citation),
-`suite_version`, `date`, and `metrics`: {aic, fid, ais, iis} -> {value, n, ci95} with nulls
-where unknown. `render` writes it as markdown with, for each audiobench row, its difference from
-the published row of the same method.
+`suite_version`, `date`, and `metrics`: {metric name -> {value, n, ci95}} with nulls where
+unknown. Every metric a row brings is kept, whether or not its plugin is installed here. `render`
+writes it as markdown: the paper's Table 1 columns, then every other metric some row has, and
+for each audiobench row its difference from the published row of the same method.
 """
 
 from __future__ import annotations
@@ -16,41 +17,35 @@ from typing import Any
 
 from audiobench import __version__
 from audiobench.errors import AudiobenchError
+from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of, ordered
 from audiobench.profiles import RANDOM_PROFILES
-from audiobench.report import COLUMNS, load_rows
+from audiobench.report import load_rows, markdown_escape
 from audiobench.store import atomic_write_bytes, atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
 DEFAULT_FILE = Path("leaderboards/vggsound.json")
 SOURCES = ("paper", "audiobench")
-PAPER = "Yariv et al., AudioToken, Interspeech 2023, Table 1 (VGGSound test set)"
-# Table 1 of the paper: AIC, FID, AIS, IIS (None where the paper gives no value).
-PAPER_TABLE = {
-    "reference": ("Reference (real frames)", (54.66, None, None, None)),
-    "sd-text": ("SD (text labels)", (71.28, 52.85, None, None)),
-    "wav2clip-vqgan": ("Wav2Clip", (29.32, 99.89, 47.76, 51.11)),
-    "imagebind-unclip": ("ImageBind", (39.15, 67.42, 67.48, 75.50)),
-    "audiotoken-cl": ("AudioToken with CL", (48.01, 66.08, 62.28, 76.40)),
-    "audiotoken": ("AudioToken", (45.48, 56.65, 68.23, 76.66)),
-}
+PAPER_TABLE = Path(__file__).parent / "paper_table1.json"  # the published numbers, as data
 
 
 def paper_rows() -> list[dict[str, Any]]:
+    """The paper's Table 1 rows (null where the paper gives no value)."""
+    table = read_json(PAPER_TABLE)
     return [
         {
-            "method": method,
-            "name": name,
+            "method": row["method"],
+            "name": row["name"],
             "source": "paper",
             "profile": None,
-            "config": {"citation": PAPER},
+            "config": {"citation": table["citation"]},
             "suite_version": None,
-            "date": "2023-05-22",
+            "date": table["date"],
             "metrics": {
-                metric: {"value": value, "n": None, "ci95": None}
-                for (metric, _, _), value in zip(COLUMNS, values, strict=True)
+                metric: {"value": row["metrics"].get(metric), "n": None, "ci95": None}
+                for metric in default_metrics()
             },
         }
-        for method, (name, values) in PAPER_TABLE.items()
+        for row in table["rows"]
     ]
 
 
@@ -77,11 +72,18 @@ def validate(board: Any, path: Path) -> dict[str, Any]:
             problems.append(f"row {index} lacks {', '.join(missing)}")
         elif row["source"] not in SOURCES:
             problems.append(f"row {index} has source {row['source']!r}, not paper or audiobench")
-        elif set(row["metrics"]) - {metric for metric, _, _ in COLUMNS}:
-            problems.append(f"row {index} has unknown metrics")
+        elif not isinstance(row["metrics"], dict) or not all(
+            isinstance(result, dict) and _is_number_or_null(result.get("value"))
+            for result in row["metrics"].values()
+        ):
+            problems.append(f"row {index}: metrics must map names to {{value: number or null}}")
     if problems:
         raise AudiobenchError(f"{path} is not a valid leaderboard: {'; '.join(problems)}")
     return board
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -109,9 +111,8 @@ def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> dict[str,
                 "suite_version": __version__,
                 "date": datetime.now(timezone.utc).date().isoformat(),
                 "metrics": {
-                    metric: {key: row.metrics[metric][key] for key in ("value", "n", "ci95")}
-                    for metric, _, _ in COLUMNS
-                    if metric in row.metrics
+                    metric: {key: result.get(key) for key in ("value", "n", "ci95")}
+                    for metric, result in row.metrics.items()
                 },
             }
         )
@@ -135,26 +136,28 @@ class RunRecord:
 def render(board: dict[str, Any]) -> str:
     """Markdown: every row, and each audiobench row's difference from the paper's."""
     published = {row["method"]: row for row in board["rows"] if row["source"] == "paper"}
+    metrics = board_metrics(board)
     header = [
         "Method",
         "Source",
         "Profile",
-        *(f"{label} {'↑' if up else '↓'}" for _, label, up in COLUMNS),
+        *(f"{label_of(metric)} {'↑' if _higher(board, metric) else '↓'}" for metric in metrics),
         "N",
         "Δ vs paper",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(markdown_escape(c) for c in header) + " |"]
+    lines.append("|" + "---|" * len(header))
     for row in board["rows"]:
-        values = [_value(row, metric) for metric, _, _ in COLUMNS]
+        values = [_value(row, metric) for metric in metrics]
         counts = [m.get("n") for m in row["metrics"].values() if m.get("n") is not None]
-        difference = _difference(row, published.get(row["method"]))
+        difference = _difference(row, published.get(row["method"]), metrics)
         lines.append(
             "| "
             + " | ".join(
                 [
-                    row["name"],
-                    row["source"],
-                    row.get("profile") or "-",
+                    markdown_escape(row["name"]),
+                    markdown_escape(row["source"]),
+                    markdown_escape(row.get("profile") or "-"),
                     *values,
                     str(max(counts)) if counts else "-",
                     difference,
@@ -169,16 +172,29 @@ def render(board: dict[str, Any]) -> str:
     return note + "\n".join(lines) + "\n"
 
 
+def board_metrics(board: dict[str, Any]) -> list[str]:
+    """The paper's Table 1 metrics, then every other metric some row has."""
+    extra = {name for row in board["rows"] for name in row["metrics"]} - set(default_metrics())
+    return [*default_metrics(), *ordered(sorted(extra))]
+
+
+def _higher(board: dict[str, Any], metric: str) -> bool:
+    plugin = discover_metrics().get(metric)
+    return plugin.higher_is_better if plugin else True
+
+
 def _value(row: dict, metric: str) -> str:
     value = row["metrics"].get(metric, {}).get("value")
-    return "-" if value is None else f"{value:.2f}"
+    plugin = discover_metrics().get(metric)
+    return "-" if value is None else f"{value:.{plugin.decimals if plugin else 2}f}"
 
 
-def _difference(row: dict, paper: dict | None) -> str:
+def _difference(row: dict, paper: dict | None, metrics: list[str]) -> str:
     if row["source"] != "audiobench" or paper is None:
         return "-"
     parts = []
-    for metric, label, _ in COLUMNS:
+    for metric in metrics:
+        label = markdown_escape(label_of(metric))
         ours = row["metrics"].get(metric, {}).get("value")
         theirs = paper["metrics"].get(metric, {}).get("value")
         if ours is not None and theirs is not None:

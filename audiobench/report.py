@@ -1,11 +1,13 @@
 """`audiobench report`: Table 1 of the paper from evaluated runs, as markdown, LaTeX or HTML.
 
 Reports never compute a metric: they read each run's `metrics.json` (a run that was never
-evaluated is an error naming it). Rows: the reference frames first, then text toplines, then
-the audio-conditioned methods in the order given; the best value of each column among the
-audio-conditioned methods is bold (highest for AIC, AIS, IIS; lowest for FID). Only AIC is
-meaningful for the reference frames (they are their own reference), so its other cells are
-dashes. A report with any `tiny`-profile run carries a warning that its numbers mean nothing.
+evaluated is an error naming it). Columns: the paper's Table 1 metrics by default, or those
+asked for; what a column is called, which way is better and how many decimals it shows come
+from the metric plugins. Rows: the reference frames first, then text toplines, then the
+audio-conditioned methods in the order given; the best value of each column among the
+audio-conditioned methods is bold. Metrics that compare with the reference frames mean nothing
+for the frames themselves, so those cells of the reference row are dashes. A report with any
+random-weights run carries a warning that its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from audiobench.errors import AudiobenchError
+from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of
 from audiobench.profiles import RANDOM_PROFILES
 from audiobench.store import RunDirectory, read_json
 
-COLUMNS = (("aic", "AIC", True), ("fid", "FID", False), ("ais", "AIS", True), ("iis", "IIS", True))
-STUDY_COLUMNS = (("sid", "SID", True),)  # shown only when a row has them (the speaker study)
 KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
-PER_SAMPLE = (("aic", "aic_agree"), ("ais", "ais_win"), ("iis", "iis_win"), ("sid", "sid_correct"))
 
 
 def random_weights_warning(rows: list[Row]) -> str | None:
@@ -56,7 +56,8 @@ class Row:
     metrics: dict[str, Any]
 
     def cell(self, metric: str) -> dict[str, Any] | None:
-        if self.conditioning == "reference" and metric != "aic":
+        plugin = discover_metrics().get(metric)
+        if self.conditioning == "reference" and plugin and plugin.compares_with_frames():
             return None
         return self.metrics.get(metric)
 
@@ -88,7 +89,9 @@ def load_rows(run_dirs: list[Path]) -> list[Row]:
             Row(
                 run_dir=Path(run_dir),
                 method=method,
-                name=(method_class.table_name if method_class else None) or method,
+                name=(method_class.table_name if method_class else None)
+                or record.get("name")
+                or method,
                 conditioning=method_class.conditioning if method_class else "audio",
                 profile=metrics.get("profile", record.get("profile", "unknown")),
                 metrics=metrics["metrics"],
@@ -117,71 +120,109 @@ def published_rows(board: dict[str, Any]) -> list[Row]:
     ]
 
 
-def table_columns(rows: list[Row]) -> tuple[tuple[str, str, bool], ...]:
-    """Table 1's columns, then any study metric that some row has."""
-    extra = tuple(c for c in STUDY_COLUMNS if any(c[0] in row.metrics for row in rows))
-    return COLUMNS + extra
+@dataclass(frozen=True)
+class Column:
+    """One metric column: its name, header, direction and decimals."""
+
+    metric: str
+    label: str
+    higher_is_better: bool
+    decimals: int
 
 
-def best_values(rows: list[Row]) -> dict[str, float]:
+def table_columns(rows: list[Row], metrics: list[str] | None = None) -> list[Column]:
+    """The columns of the requested metrics (default: the paper's Table 1). A metric whose
+    plugin is not installed keeps the direction its metrics.json recorded."""
+    columns = []
+    for name in metrics or default_metrics():
+        plugin = discover_metrics().get(name)
+        recorded = [row.metrics[name] for row in rows if name in row.metrics]
+        higher = (
+            plugin.higher_is_better
+            if plugin
+            else all(result.get("higher_is_better", True) for result in recorded)
+        )
+        columns.append(Column(name, label_of(name), higher, plugin.decimals if plugin else 2))
+    return columns
+
+
+def best_values(rows: list[Row], columns: list[Column]) -> dict[str, float]:
     """Per column, the best value among the audio-conditioned rows."""
     best = {}
-    for metric, _, higher in table_columns(rows):
+    for column in columns:
         values = [
-            row.cell(metric)["value"]
+            row.cell(column.metric)["value"]
             for row in rows
-            if row.conditioning == "audio" and row.cell(metric)
+            if row.conditioning == "audio" and row.cell(column.metric)
         ]
         if values:
-            best[metric] = max(values) if higher else min(values)
+            best[column.metric] = max(values) if column.higher_is_better else min(values)
     return best
 
 
-def _cells(rows: list[Row], with_ci: bool, bold: str) -> list[list[str]]:
+def _cells(rows: list[Row], columns: list[Column], with_ci: bool, bold: str) -> list[list[str]]:
     """Text of every cell; `bold` is a format string such as '**{}**'."""
-    best = best_values(rows)
+    best = best_values(rows, columns)
     table = []
     for row in rows:
         cells = [row.name]
-        for metric, _, _ in table_columns(rows):
-            result = row.cell(metric)
+        for column in columns:
+            result = row.cell(column.metric)
             if result is None:
                 cells.append("-")
                 continue
-            text = f"{result['value']:.2f}"
-            if row.conditioning == "audio" and best.get(metric) == result["value"]:
+            places = column.decimals
+            text = f"{result['value']:.{places}f}"
+            if row.conditioning == "audio" and best.get(column.metric) == result["value"]:
                 text = bold.format(text)
             if with_ci and result.get("ci95"):
                 low, high = result["ci95"]
-                text += f" [{low:.2f}, {high:.2f}]"
+                text += f" [{low:.{places}f}, {high:.{places}f}]"
             cells.append(text)
         cells.append(str(row.n) if row.n is not None else "-")
         table.append(cells)
     return table
 
 
-def _header(rows: list[Row], arrows: tuple[str, str]) -> list[str]:
+def _header(columns: list[Column], arrows: tuple[str, str]) -> list[str]:
     return [
         "Method",
-        *(f"{label} {arrows[0] if up else arrows[1]}" for _, label, up in table_columns(rows)),
+        *(f"{c.label} {arrows[0] if c.higher_is_better else arrows[1]}" for c in columns),
         "N",
     ]
 
 
-def markdown(rows: list[Row], with_ci: bool = False) -> str:
-    header = _header(rows, ("↑", "↓"))
+def markdown(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = None) -> str:
+    columns = table_columns(rows, metrics)
+    header = [markdown_escape(cell) for cell in _header(columns, ("↑", "↓"))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, with_ci, "**{}**")]
+    body = _cells(rows, columns, with_ci, "**{}**")
+    lines += ["| " + " | ".join([markdown_escape(cells[0]), *cells[1:]]) + " |" for cells in body]
     text = "\n".join(lines) + "\n"
     warning = random_weights_warning(rows)
     return (f"> **Warning**: {warning}\n\n" + text) if warning else text
 
 
-def latex(rows: list[Row], with_ci: bool = False) -> str:
+def markdown_escape(text: str) -> str:
+    """A cell that cannot break the table or inject markup: pipes, backslashes, emphasis,
+    links and HTML are escaped; newlines become spaces."""
+    text = " ".join(str(text).split())
+    for character in "\\`*_[]<>|#":
+        text = text.replace(character, "\\" + character)
+    return text
+
+
+def latex(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = None) -> str:
     """A booktabs table (needs \\usepackage{booktabs})."""
-    header = _header(rows, (r"$\uparrow$", r"$\downarrow$"))
+    columns = table_columns(rows, metrics)
+    header = [_latex_escape(cell) for cell in _header(columns, ("\0up\0", "\0down\0"))]
+    header = [
+        cell.replace("\0up\0", r"$\uparrow$").replace("\0down\0", r"$\downarrow$")
+        for cell in header
+    ]
     body = [
-        [_latex_escape(cells[0]), *cells[1:]] for cells in _cells(rows, with_ci, r"\textbf{{{}}}")
+        [_latex_escape(cells[0]), *cells[1:]]
+        for cells in _cells(rows, columns, with_ci, r"\textbf{{{}}}")
     ]
     lines = [
         r"\begin{table}[t]",
@@ -221,13 +262,18 @@ def _latex_escape(text: str) -> str:
 
 
 def html_report(
-    rows: list[Row], with_ci: bool, figures: dict[str, bytes], tables: dict[str, Any] | None = None
+    rows: list[Row],
+    with_ci: bool,
+    figures: dict[str, bytes],
+    tables: dict[str, Any] | None = None,
+    metrics: list[str] | None = None,
 ) -> str:
     """One self-contained page: the table, every figure embedded as a PNG, extra tables."""
-    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(rows, ("↑", "↓")))
+    columns = table_columns(rows, metrics)
+    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(columns, ("↑", "↓")))
     body = "".join(
         "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
-        for cells in _cells(rows, with_ci, "\0{}\0")
+        for cells in _cells(rows, columns, with_ci, "\0{}\0")
     )
     message = random_weights_warning(rows)
     warning = f'<p class="warning">{html.escape(message)}</p>' if message else ""
@@ -309,10 +355,11 @@ def per_class(rows: list[Row], classes: dict[str, str] | None = None) -> dict[st
         if row.run_dir is None:
             continue
         table = pd.read_parquet(RunDirectory(row.run_dir).samples_file)
-        for metric, column in PER_SAMPLE:
+        for metric, plugin in discover_metrics().items():
+            column = plugin.score_column
             if column in table.columns:
                 values = table[["label", column]].dropna().rename(columns={column: "value"})
-                frames.append(values.assign(method=row.name, metric=metric.upper()))
+                frames.append(values.assign(method=row.name, metric=label_of(metric)))
     if not frames:
         raise AudiobenchError("no per-sample values: evaluate the runs first")
     values = pd.concat(frames)

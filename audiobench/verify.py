@@ -23,12 +23,12 @@ import torch
 
 from audiobench.concurrency import thread_map
 from audiobench.errors import AudiobenchError
+from audiobench.metrics.plugin import discover_metrics
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import registered_roles
 from audiobench.store import RunDirectory, file_sha256, images_digest, read_json
 
 METRICS_FILE = "metrics.json"
-PER_SAMPLE = {"ais": "ais_win", "iis": "iis_win", "aic": "aic_agree", "sid": "sid_correct"}
 TOLERANCE = 1e-6  # metric values are written from float64; this only absorbs JSON rounding
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
 
@@ -119,9 +119,13 @@ def _check_metrics(
         findings.append(Finding("note", METRICS_FILE, "no image digest (an older evaluation)"))
     elif None in seen.values() or images_digest(seen) != images["sha256"]:
         findings.append(Finding("drift", METRICS_FILE, "images changed after the evaluation"))
-    for name, column in PER_SAMPLE.items():
-        result = metrics.get("metrics", {}).get(name)
-        if result is None:
+    for name, result in metrics.get("metrics", {}).items():
+        plugin = discover_metrics().get(name)
+        if plugin is None:
+            findings.append(Finding("note", name, "metric not known to this install"))
+            continue
+        column = plugin.score_column
+        if column is None:
             continue
         if column not in table.columns:
             findings.append(Finding("drift", name, f"samples.parquet lacks {column}"))
@@ -162,12 +166,11 @@ def _check_models(source: str, models: list[dict[str, Any]]) -> list[Finding]:
 
 
 def _recomputed(run: RunDirectory, metrics: dict[str, Any]) -> list[Finding]:
-    """Evaluate a copy of the run (no cached embeddings of its images) and compare."""
+    """Evaluate a copy of the run from scratch (no cached embedding at all) and compare."""
     from audiobench.evaluation import EvaluateSettings, evaluate
 
     results = metrics["metrics"]
-    config = {name: result.get("config", {}) for name, result in results.items()}
-    pool = next((c["pool"] for c in config.values() if isinstance(c.get("pool"), dict)), None)
+    recorded = metrics.get("settings", {})
     with tempfile.TemporaryDirectory() as folder:
         copy = Path(folder) / run.path.name
         copy.mkdir()
@@ -179,10 +182,11 @@ def _recomputed(run: RunDirectory, metrics: dict[str, Any]) -> list[Finding]:
                 run_dir=copy,
                 metrics=tuple(results),
                 profile=metrics["profile"],
-                pool_size=pool["size"] if pool else None,
+                pool_size=recorded.get("pool_size"),
                 seed=metrics["bootstrap"]["seed"],
                 n_resamples=metrics["bootstrap"]["resamples"],
-                fid_resamples=config.get("fid", {}).get("bootstrap_resamples", 100),
+                set_resamples=recorded.get("set_resamples", 100),
+                no_cache=True,
             )
         )
     findings = []

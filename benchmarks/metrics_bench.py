@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
-import torch
-from PIL import Image
 
 from audiobench.data import SAMPLE_RATE, write_index
 from audiobench.data.demo import CLASSES, synthetic_clip
 from audiobench.store import RunDirectory, atomic_write_bytes, png_bytes
 from benchmarks.common import Measurement, in_own_process, stage_result, timed_call
+from benchmarks.reference_metrics import reference_scores
 
 METRICS = ("ais", "iis", "aic")
 IMPORTS = ("open_clip", "timm", "audiobench.evaluation")
@@ -89,68 +88,6 @@ def audiobench_scores(run_dir: Path) -> dict[str, float]:
 
     result = evaluate(EvaluateSettings(run_dir, metrics=METRICS, device="cpu"))
     return {name: result["metrics"][name]["value"] for name in METRICS}
-
-
-def reference_scores(run_dir: Path) -> dict[str, float]:
-    """The published-script way: one input per forward pass, a double loop over pairs."""
-    from audiobench.data import load_index
-    from audiobench.models import LoadOptions, ModelZoo
-    from audiobench.models.classifier import class_names
-
-    zoo = ModelZoo("tiny", LoadOptions(torch.device("cpu"), torch.float32))
-    samples = load_index(RunDirectory(run_dir).read_run()["dataset"], "test")
-    clip_b32, clip_l14 = zoo.load("clip_b32"), zoo.load("clip_l14")
-    wav2clip, classifier = zoo.load("wav2clip"), zoo.load("classifier")
-    generated = [Image.open(run_dir / "images" / f"{s.id}.png").convert("RGB") for s in samples]
-    frames = [Image.open(s.frame_path).convert("RGB") for s in samples]
-
-    def clip_image(encoder, image):
-        with torch.no_grad():
-            embedding = encoder.model.encode_image(encoder.preprocess(image).unsqueeze(0))
-        return torch.nn.functional.normalize(embedding, dim=-1)[0]
-
-    def clip_texts(texts):
-        with torch.no_grad():
-            embedding = clip_l14.model.encode_text(clip_l14.tokenizer(texts))
-        return torch.nn.functional.normalize(embedding, dim=-1)
-
-    def audio_embedding(sample):
-        with torch.no_grad():
-            embedding = wav2clip(torch.from_numpy(sample.read_audio()).unsqueeze(0))
-        return torch.nn.functional.normalize(embedding, dim=-1)[0]
-
-    def top1(image):
-        with torch.no_grad():
-            return int(classifier.model(classifier.transform(image).unsqueeze(0)).argmax())
-
-    image_b32 = [clip_image(clip_b32, image) for image in generated]
-    audio = [audio_embedding(sample) for sample in samples]
-    image_l14 = [clip_image(clip_l14, image) for image in generated]
-    frame_l14 = [clip_image(clip_l14, frame) for frame in frames]
-
-    def loop_win_rate(query, paired):
-        wins = []
-        for i in range(len(query)):
-            own = float(torch.dot(query[i].double(), paired[i].double()))
-            total = 0.0
-            for j in range(len(query)):
-                if j != i:
-                    other = float(torch.dot(query[i].double(), paired[j].double()))
-                    total += 1.0 if own > other else 0.5 if own == other else 0.0
-            wins.append(total / (len(query) - 1))
-        return 100 * float(np.mean(wins))
-
-    agree = []
-    for image, sample in zip(generated, samples, strict=True):
-        name = class_names()[top1(image)]
-        pair = clip_texts([name, sample.label]).double()
-        same = name.strip().lower() == sample.label.strip().lower()
-        agree.append(same or float(pair[0] @ pair[1]) > 0.75)
-    return {
-        "ais": loop_win_rate(image_b32, audio),
-        "iis": loop_win_rate(image_l14, frame_l14),
-        "aic": 100 * float(np.mean(agree)),
-    }
 
 
 def run(quick: bool) -> dict:

@@ -50,7 +50,7 @@ def copy_run(run_dir, tmp_path):
 def test_metrics_json_has_every_metric_with_n_and_interval(runs, sd_metrics):
     on_disk = json.loads((runs["sd-text"] / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(sd_metrics))
-    assert on_disk["schema_version"] == 1 and on_disk["profile"] == "tiny"
+    assert on_disk["schema_version"] == 2 and on_disk["profile"] == "tiny"
     assert on_disk["n_evaluated"] == 12 and on_disk["excluded"] == []
     for name in ("ais", "iis", "aic", "fid"):
         result = on_disk["metrics"][name]
@@ -153,7 +153,7 @@ def test_fewer_than_two_samples_is_an_error(runs, tmp_path, cli):
     ("arguments", "message"),
     [
         (["{tmp}"], "is not a finished run directory"),
-        (["{run}", "--metrics", "ais,clap"], "unknown metrics clap"),
+        (["{run}", "--metrics", "ais,clap"], "unknown metric 'clap'"),
         (["{run}", "--data", "{tmp}/nowhere"], "does not exist"),
     ],
 )
@@ -202,31 +202,54 @@ def test_fid_of_a_run_equals_torch_fidelity_on_the_same_folders(
     assert direct > 1.0  # two different image sets are far apart, the test is not vacuous
 
 
-def test_fid_command_equals_torch_fidelity(runs, cli, tiny_inception_weights):
+def test_distance_equals_torch_fidelity_fid_and_kid(runs, cli, tiny_inception_weights):
+    """`audiobench distance` (and its alias `fid`) give torch-fidelity's FID and KID for the same
+    folders and Inception weights; KID with torch-fidelity's defaults but subsets of N."""
     images, frames = runs["sd-text"] / "images", runs["reference"] / "images"
+    count = len(list(images.glob("*.png")))
     direct = torch_fidelity.calculate_metrics(
         input1=str(images),
         input2=str(frames),
         fid=True,
+        kid=True,
+        kid_subset_size=count,
         cuda=False,
         verbose=False,
         feature_extractor_weights_path=str(tiny_inception_weights),
-    )["frechet_inception_distance"]
+    )
     code, out, _ = cli(
-        "fid", images, frames, "--inception-weights", tiny_inception_weights, "--json"
+        "distance", images, frames, "--metrics", "fid,kid", "--profile", "tiny", "--json"
     )
     assert code == 0
-    assert json.loads(out)["frechet_inception_distance"] == pytest.approx(direct, rel=1e-6)
+    result = json.loads(out)["metrics"]
+    assert result["fid"]["value"] == pytest.approx(direct["frechet_inception_distance"], rel=1e-6)
+    kid = direct["kernel_inception_distance_mean"]
+    assert result["kid"]["value"] == pytest.approx(kid, rel=1e-6)
+    assert direct["frechet_inception_distance"] > 1.0 and abs(kid) > 1e-4  # not vacuous
+    low, high = result["fid"]["ci95"]
+    assert low < high
     code, out, _ = cli("fid", images, images, "--profile", "tiny", "--json")
-    assert abs(json.loads(out)["frechet_inception_distance"]) < 1e-3
+    assert code == 0 and abs(json.loads(out)["metrics"]["fid"]["value"]) < 1e-3
 
 
-def test_fid_command_errors(tmp_path, cli, tiny_inception_weights):
-    code, _, err = cli("fid", tmp_path / "a", tmp_path, "--profile", "tiny")
+def test_distance_refuses_per_sample_metrics_and_bad_folders(tmp_path, cli, runs):
+    images = runs["sd-text"] / "images"
+    code, _, err = cli("distance", images, images, "--metrics", "iis", "--profile", "tiny")
+    assert code == 2 and "not paired" in err
+    code, _, err = cli("fid", tmp_path / "a", images, "--profile", "tiny")
     assert code == 2 and "image folder" in err and "does not exist" in err
-    code, _, err = cli("fid", tmp_path, tmp_path, "--profile", "tiny")
-    assert code == 2 and "FID of" in err
-    truncated = tmp_path / "weights.pth"
-    truncated.write_bytes(tiny_inception_weights.read_bytes()[:1000])
-    code, _, err = cli("fid", tmp_path, tmp_path, "--inception-weights", truncated)
-    assert code == 2 and "unreadable" in err
+    code, _, err = cli("fid", tmp_path, images, "--profile", "tiny")
+    assert code == 2 and "holds no .png or .jpg images" in err
+
+
+def test_fid_command_refuses_a_truncated_inception_file(
+    tmp_path, cli, runs, tiny_inception_weights
+):
+    from audiobench.models.inception import CHECKPOINT
+
+    weights = tmp_path / "weights"
+    (weights / "inception").mkdir(parents=True)
+    (weights / "inception" / CHECKPOINT).write_bytes(tiny_inception_weights.read_bytes()[:1000])
+    images = runs["sd-text"] / "images"
+    code, _, err = cli("fid", images, images, "--weights-dir", weights)
+    assert code == 2 and "unreadable" in err and CHECKPOINT in err

@@ -72,7 +72,7 @@ def test_every_method_runs_and_evaluates_at_paper_scale(tmp_path):
             with Image.open(image) as opened:
                 assert opened.size == (resolution, resolution), (method, opened.size)
     run_dir = runs / "audiotoken-test-first2-paper-random-seed0"
-    args = ["evaluate", str(run_dir), "--profile", "paper-random", "--fid-resamples", "10"]
+    args = ["evaluate", str(run_dir), "--profile", "paper-random", "--set-resamples", "10"]
     rows.append(("evaluate audiotoken", *_timed(args)))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["profile"] == "paper-random" and metrics["n_evaluated"] == 2

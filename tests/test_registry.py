@@ -34,7 +34,13 @@ class SolidColour(Method):
 '''
 
 
-def install_distribution(site: Path, name: str, entry_points: dict[str, str], source: str) -> None:
+def install_distribution(
+    site: Path,
+    name: str,
+    entry_points: dict[str, str],
+    source: str,
+    group: str = "audiobench.methods",
+) -> None:
     """Lay out an installed distribution (module + dist-info) as pip would in `site`."""
     module = name.replace("-", "_")
     (site / f"{module}.py").write_text(source)
@@ -42,7 +48,7 @@ def install_distribution(site: Path, name: str, entry_points: dict[str, str], so
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
-    (dist_info / "entry_points.txt").write_text(f"[audiobench.methods]\n{lines}\n")
+    (dist_info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def runs(tmp_path):
 GOLDEN_MARKDOWN = """\
 | Method | AIC ↑ | FID ↓ | AIS ↑ | IIS ↑ | N |
 |---|---|---|---|---|---|
-| Reference (real frames) | 54.00 | - | - | - | 4 |
+| Reference (real frames) | 54.00 | - | 50.00 | - | 4 |
 | SD (text labels) | 70.00 | 50.00 | 51.00 | 52.00 | 4 |
 | AudioToken | **45.50** | **56.25** | **68.00** | **76.75** | 4 |
 | Wav2Clip | 30.00 | 99.50 | 47.00 | 51.00 | 4 |
@@ -79,7 +79,7 @@ GOLDEN_LATEX = r"""\begin{table}[t]
 \toprule
 Method & AIC $\uparrow$ & FID $\downarrow$ & AIS $\uparrow$ & IIS $\uparrow$ & N \\
 \midrule
-Reference (real frames) & 54.00 & - & - & - & 4 \\
+Reference (real frames) & 54.00 & - & 50.00 & - & 4 \\
 SD (text labels) & 70.00 & 50.00 & 51.00 & 52.00 & 4 \\
 AudioToken & \textbf{45.50} & \textbf{56.25} & \textbf{68.00} & \textbf{76.75} & 4 \\
 Wav2Clip & 30.00 & 99.50 & 47.00 & 51.00 & 4 \\

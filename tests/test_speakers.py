@@ -196,7 +196,7 @@ def test_speaker_study_end_to_end(speaker_root, tmp_path, cli):
     samples = pd.read_parquet(run_dir / "samples.parquet")
     test_samples = load_index(data, "test")
     assert len(samples) == len(test_samples) == samples.sid_correct.notna().sum()
-    code, out, _ = cli("report", run_dir)
-    assert code == 0 and "SID ↑" in out and "AudioToken (speakers)" in out
+    code, out, _ = cli("report", run_dir, "--metrics", "iis,sid")
+    assert code == 0 and "| IIS ↑ | SID ↑ | N |" in out and "AudioToken (speakers)" in out
     sid = 100 * samples.sid_correct.mean()
     assert f"{sid:.2f}" in out

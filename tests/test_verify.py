@@ -24,7 +24,7 @@ def evaluated_run(demo_dir, tmp_path_factory):
         options={"steps": "2"},
     )
     run_dir = execute(settings).run_dir
-    evaluate(EvaluateSettings(run_dir, metrics=("ais", "iis", "aic", "fid"), fid_resamples=5))
+    evaluate(EvaluateSettings(run_dir, metrics=("ais", "iis", "aic", "fid"), set_resamples=5))
     return run_dir
 
 

@@ -24,15 +24,15 @@ class RoleStatus:
 
 def roles_in_use() -> dict[str, list[str]]:
     """Role name -> the methods and metrics that use it (importing methods registers roles)."""
-    from audiobench.evaluation import METRIC_ROLES
+    from audiobench.metrics.plugin import discover_metrics
 
     users: dict[str, list[str]] = {name: [] for name in registered_roles()}
     for name, info in discover().items():
         for role in info.load().roles:
             users.setdefault(role, []).append(name)
-    for metric, roles in METRIC_ROLES.items():
-        for role in roles:
-            users[role].append(metric.upper())
+    for metric in discover_metrics().values():
+        for role in sorted(metric.roles()):
+            users.setdefault(role, []).append(metric.label)
     return users
 
 
