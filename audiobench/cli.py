@@ -88,7 +88,7 @@ MetricsOption = Annotated[
 
 @app.command("metrics")
 def list_metrics() -> None:
-    """List the registered metrics: direction, inputs, model roles, per-sample columns.
+    """List the registered metrics: direction, inputs, model roles, whether Table 1 shows them.
 
     Example: audiobench metrics
     """

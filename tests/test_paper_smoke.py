@@ -79,6 +79,15 @@ def test_every_method_runs_and_evaluates_at_paper_scale(tmp_path):
     assert set(metrics["metrics"]) == {"ais", "iis", "aic", "fid"}
     roles = {model["role"]: model["source"] for model in metrics["models"]}
     assert set(roles) == {"wav2clip", "clip_b32", "clip_l14", "classifier", "inception"}
+    args = [
+        "evaluate", str(run_dir), "--profile", "paper-random", "--set-resamples", "10",
+        "--metrics", "kid,cmmd,ais-ib",
+    ]  # fmt: skip
+    rows.append(("evaluate kid,cmmd,ais-ib", *_timed(args)))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"kid", "cmmd", "ais-ib"}
+    roles = {model["role"] for model in metrics["models"]}
+    assert roles == {"inception", "clip_l14_336", "imagebind_vision", "imagebind_audio"}
     total = sum(seconds for _, seconds, _ in rows)
     print("\npaper-scale smoke test (paper-random, --limit 2, steps=2):")
     for name, seconds, peak in rows:
