@@ -495,6 +495,10 @@ def evaluate(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Compute every embedding afresh; cache nothing.")
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Drop the metrics of earlier evaluations (default: keep)."),
+    ] = False,
     weights_dir: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -528,6 +532,7 @@ def evaluate(
         set_resamples=set_resamples,
         weights_dir=weights_dir,
         no_cache=no_cache,
+        replace=replace,
     )
     report = evaluate_run(settings)
     if is_helper_process():

@@ -34,11 +34,17 @@ from audiobench.distributed import Processes, join, main_holds_lock
 from audiobench.environment import package_versions
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.features import Features, InputSet
-from audiobench.metrics.plugin import MetricResult, ScoreSettings, get_metric
+from audiobench.metrics.plugin import MetricResult, ScoreSettings, discover_metrics, get_metric
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.runner import SAMPLE_COLUMNS
 from audiobench.scoring import Sources, needed_sources, score_sets
-from audiobench.store import RunDirectory, atomic_write_json, file_sha256, images_digest
+from audiobench.store import (
+    RunDirectory,
+    atomic_write_json,
+    file_sha256,
+    images_digest,
+    read_json,
+)
 
 METRICS_SCHEMA_VERSION = 2  # 2: metrics from plugins, `settings` and `feature_caches` recorded
 METRICS_FILE = "metrics.json"
@@ -62,6 +68,7 @@ class EvaluateSettings:
     set_resamples: int = 100
     weights_dir: Path | None = None
     no_cache: bool = False
+    replace: bool = False  # drop the metrics of earlier evaluations instead of keeping them
 
     @property
     def scoring(self) -> ScoreSettings:
@@ -77,36 +84,39 @@ class Evaluated:
 
 
 def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
-    """Compute the requested metrics of a run, write them, and return metrics.json's content."""
+    """Compute the requested metrics of a run, merge them into metrics.json (keeping the
+    metrics computed before on the same samples and settings, unless `replace`), write the
+    per-sample columns, and return metrics.json's content."""
     from audiobench.metrics.plugin import default_metrics
 
+    _check_settings(settings)
     names = settings.metrics or default_metrics()
     metrics = [get_metric(name) for name in names]
     run = RunDirectory(settings.run_dir)
-    record = run.read_run()
-    table = run.read_samples()
-    if record is None or table is None:
-        raise AudiobenchError(
-            f"{run.path} is not a finished run directory (no run.json or "
-            "samples.parquet); make one with `audiobench run`"
-        )
-    data_dir = settings.data_dir or record["dataset"]
-    samples = load_index(data_dir, record["split"])
-    by_id = {sample.id: sample for sample in samples}
-    evaluated, excluded = _select(run, table, by_id, needed_sources(metrics))
-    if len(evaluated) < 2:
-        raise AudiobenchError(
-            f"{run.path} has {len(evaluated)} evaluable samples, at least 2 are needed "
-            f"({len(excluded)} excluded: {_summarise(excluded)})"
-        )
+    if not run.run_file.is_file():
+        raise AudiobenchError(f"{run.path} is not a run directory (no run.json)")
     processes, device = join(settings.device)
-    zoo = ModelZoo(
-        settings.profile or record["profile"],
-        LoadOptions(device, torch.float32),
-        settings.weights_dir,
-    )
-    zoo.require({role for metric in metrics for role in metric.roles()})
     with main_holds_lock(run.path, processes):
+        record, table = run.read_run(), run.read_samples()
+        if record is None or table is None:
+            raise AudiobenchError(
+                f"{run.path} is not a finished run directory (no run.json or "
+                "samples.parquet); make one with `audiobench run`"
+            )
+        data_dir = settings.data_dir or record["dataset"]
+        samples = {sample.id: sample for sample in load_index(data_dir, record["split"])}
+        evaluated, excluded = _select(run, table, samples, needed_sources(metrics))
+        if len(evaluated) < 2:
+            raise AudiobenchError(
+                f"{run.path} has {len(evaluated)} evaluable samples, at least 2 are needed "
+                f"({len(excluded)} excluded: {_summarise(excluded)})"
+            )
+        zoo = ModelZoo(
+            settings.profile or record["profile"],
+            LoadOptions(device, torch.float32),
+            settings.weights_dir,
+        )
+        zoo.require({role for metric in metrics for role in metric.roles()})
         features = _features(run, zoo, settings, processes)
         results = score_sets(
             names, _sources(evaluated, needed_sources(metrics)), features, settings.scoring
@@ -114,7 +124,9 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
         report = _metrics_record(record, settings, zoo, results, evaluated, excluded)
         report["reference_frames"] = {"policy": frame_policy(data_dir, record["split"])}
         report["feature_caches"] = sorted(features.used)
+        report, dropped = _merged(run, report, settings.replace)
         if processes.is_main:
+            table = table.drop(columns=[c for c in dropped if c in table.columns])
             run.write_samples(_with_columns(table, evaluated, results))
             atomic_write_json(run.path / METRICS_FILE, report)
         if settings.no_cache:
@@ -122,6 +134,49 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             if processes.is_main:
                 shutil.rmtree(run.path / FRESH_FEATURES, ignore_errors=True)
     return report
+
+
+def _check_settings(settings: EvaluateSettings) -> None:
+    """One-line errors for values that would give no result or a meaningless one."""
+    bounds = {
+        "batch size": (settings.batch_size, 1),
+        "bootstrap resamples": (settings.n_resamples, 1),
+        "set resamples": (settings.set_resamples, 1),
+        "seed": (settings.seed, 0),
+        "pool size": (2 if settings.pool_size is None else settings.pool_size, 2),
+    }
+    for what, (value, lowest) in bounds.items():
+        if value < lowest:
+            raise AudiobenchError(f"the {what} must be at least {lowest}, not {value}")
+
+
+# What must be equal for metrics of an earlier evaluation to stand beside new ones.
+SAME_EVALUATION = ("profile", "images", "excluded", "bootstrap", "settings")
+
+
+def _merged(run: RunDirectory, report: dict[str, Any], replace: bool) -> tuple[dict, list[str]]:
+    """The new metrics.json with the earlier metrics kept where they are still valid (same
+    samples, images, profile and settings), and the per-sample columns of those dropped."""
+    path = run.path / METRICS_FILE
+    previous = read_json(path) if path.is_file() else {}
+    earlier = {
+        name: result
+        for name, result in previous.get("metrics", {}).items()
+        if name not in report["metrics"]
+    }
+    keep = not replace and all(previous.get(key) == report[key] for key in SAME_EVALUATION)
+    if not keep or not earlier:
+        metrics = discover_metrics()
+        dropped = [c for name in earlier if name in metrics for c in metrics[name].columns]
+        return report, dropped
+    models = {model["role"]: model for model in [*previous.get("models", []), *report["models"]]}
+    merged = {
+        **report,
+        "metrics": {**earlier, **report["metrics"]},
+        "models": list(models.values()),
+        "feature_caches": sorted({*previous.get("feature_caches", []), *report["feature_caches"]}),
+    }
+    return merged, []
 
 
 def _features(

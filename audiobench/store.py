@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -120,9 +121,22 @@ def exclusive_lock(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on `directory` for the duration of the block.
 
     The lock is an flock on `directory/.lock`: the kernel releases it when the holder dies, so a
-    killed run never leaves a stale lock, while a second live process gets a clear error.
+    killed run never leaves a stale lock, while a second live process gets a clear error. A
+    `.lock` that is a symbolic link or not a regular file (a folder from someone else may hold
+    anything) is refused, never opened through: writing the pid must not touch another file.
     """
-    with open(Path(directory) / ".lock", "a+") as handle:
+    path = Path(directory) / ".lock"
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise AudiobenchError(
+            f"{path} is a symbolic link or cannot be opened ({error.strerror}); delete it"
+        ) from error
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise AudiobenchError(f"{path} is not a regular file; delete it")
+    with open(descriptor, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

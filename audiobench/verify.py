@@ -119,7 +119,18 @@ def _check_metrics(
         findings.append(Finding("note", METRICS_FILE, "no image digest (an older evaluation)"))
     elif None in seen.values() or images_digest(seen) != images["sha256"]:
         findings.append(Finding("drift", METRICS_FILE, "images changed after the evaluation"))
-    for name, result in metrics.get("metrics", {}).items():
+    recorded = metrics.get("metrics", {})
+    for name, plugin in discover_metrics().items():
+        stale = [c for c in plugin.columns if c in table.columns and name not in recorded]
+        if stale:
+            findings.append(
+                Finding(
+                    "drift",
+                    name,
+                    f"samples.parquet has {stale[0]} but metrics.json has no such metric",
+                )
+            )
+    for name, result in recorded.items():
         plugin = discover_metrics().get(name)
         if plugin is None:
             findings.append(Finding("note", name, "metric not known to this install"))

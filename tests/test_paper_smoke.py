@@ -81,7 +81,7 @@ def test_every_method_runs_and_evaluates_at_paper_scale(tmp_path):
     assert set(roles) == {"wav2clip", "clip_b32", "clip_l14", "classifier", "inception"}
     args = [
         "evaluate", str(run_dir), "--profile", "paper-random", "--set-resamples", "10",
-        "--metrics", "kid,cmmd,ais-ib",
+        "--metrics", "kid,cmmd,ais-ib", "--replace",
     ]  # fmt: skip
     rows.append(("evaluate kid,cmmd,ais-ib", *_timed(args)))
     metrics = json.loads((run_dir / "metrics.json").read_text())
