@@ -94,7 +94,10 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     metrics = [get_metric(name) for name in names]
     run = RunDirectory(settings.run_dir)
     if not run.run_file.is_file():
-        raise AudiobenchError(f"{run.path} is not a run directory (no run.json)")
+        raise AudiobenchError(
+            f"{run.path} is not a finished run directory (no run.json); make one with "
+            "`audiobench run` or `audiobench evaluate --images`"
+        )
     processes, device = join(settings.device)
     with main_holds_lock(run.path, processes):
         record, table = run.read_run(), run.read_samples()
