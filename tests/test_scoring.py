@@ -174,7 +174,9 @@ def test_a_preprocessing_change_recomputes_every_feature(run, evaluated, monkeyp
     changed = dataclasses.replace(role, preprocessing={**role.preprocessing, "image_size": 448})
     monkeypatch.setitem(zoo._ROLES, "clip_l14", changed)
     computed = _computed_features(monkeypatch)
-    again = evaluate(EvaluateSettings(run, metrics=("iis",), profile="tiny", device="cpu"))
+    again = evaluate(
+        EvaluateSettings(run, metrics=("iis",), profile="tiny", device="cpu", replace=True)
+    )
     assert computed == {"clip_l14": 24}  # images and frames: its cached features no longer match
     renamed = [name for name in again["feature_caches"] if name.startswith("clip_l14-")]
     assert renamed and not set(renamed) & set(before)
