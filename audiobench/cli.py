@@ -540,14 +540,17 @@ def evaluate(
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return
+    from audiobench.metrics.plugin import discover_metrics
+
     table = Table("metric", "value", "95% CI", "N", title=f"{run_dir} ({report['profile']})")
     for metric, result in report["metrics"].items():
         arrow = "up" if result["higher_is_better"] else "down"
         low, high = result["ci95"]
+        places = discover_metrics()[metric].decimals if metric in discover_metrics() else 2
         table.add_row(
             f"{metric.upper()} ({arrow})",
-            f"{result['value']:.4g}",
-            f"{low:.4g} - {high:.4g}",
+            f"{result['value']:.{places}f}",
+            f"{low:.{places}f} - {high:.{places}f}",
             str(result["n"]),
         )
     console.print(table)
