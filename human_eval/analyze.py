@@ -33,11 +33,23 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
+REQUIRED = ("rater", "item", "method", "rating")
+
+
+def generated_ratings(ratings: pd.DataFrame) -> pd.DataFrame:
+    """The ratings of generated images: every row, or without the attention-check rows when the
+    table has a `check` column (a table from elsewhere may have no attention checks at all)."""
+    missing = [column for column in REQUIRED if column not in ratings.columns]
+    if missing:
+        raise AudiobenchError(f"the ratings table lacks the columns {', '.join(missing)}")
+    return ratings[ratings["check"] == "rating"] if "check" in ratings.columns else ratings
+
+
 def analyze(ratings: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     import krippendorff
     from scipy.stats import mannwhitneyu
 
-    rated = ratings[ratings["check"] == "rating"]
+    rated = generated_ratings(ratings)
     if rated.empty:
         raise AudiobenchError("the ratings table has no ratings of generated images")
     methods = {}
@@ -107,7 +119,7 @@ def plot(ratings: pd.DataFrame) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rated = ratings[ratings["check"] == "rating"]
+    rated = generated_ratings(ratings)
     shares = pd.crosstab(rated.method, rated.rating, normalize="index")
     shares = shares.reindex(columns=[1, 2, 3, 4, 5], fill_value=0.0)
     figure, axis = plt.subplots(figsize=(6, 0.6 * len(shares) + 1.2))

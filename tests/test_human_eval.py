@@ -199,6 +199,22 @@ def test_analysis_equals_an_independent_computation():
     assert "| good | 4." in table(result) and "±" in table(result)
 
 
+def test_a_table_without_attention_checks_is_analysed(tmp_path, cli):
+    """Issue 17, item 12: no `check` column means every row is a rating; missing columns are a
+    one-line error."""
+    ratings = synthetic_ratings()
+    rated = ratings[ratings.check == "rating"]
+    without = rated.drop(columns=["check"])
+    assert analyze(without)["methods"] == analyze(ratings)["methods"]
+    path = tmp_path / "ratings.csv"
+    without.to_csv(path, index=False)
+    code, out, err = cli("human-eval", "analyze", path, "--json")
+    assert code == 0 and '"good"' in out, err
+    without.drop(columns=["method"]).to_csv(path, index=False)
+    code, _, err = cli("human-eval", "analyze", path)
+    assert code == 2 and err.count("\n") == 1 and "lacks the columns method" in err
+
+
 def test_holm_correction_by_hand():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
