@@ -13,6 +13,7 @@ when all are listed), so a broken third-party plugin cannot break the others.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -164,6 +165,9 @@ def _convert(key: str, text: str, kind: type) -> Any:
             raise AudiobenchError(f"option {key} takes true or false, not {text!r}")
         return text.lower() in ("true", "1", "yes")
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError as error:
         raise AudiobenchError(f"option {key} takes a {kind.__name__}, not {text!r}") from error
+    if kind is float and not math.isfinite(value):
+        raise AudiobenchError(f"option {key} takes a finite number, not {text!r}")
+    return value

@@ -6,6 +6,7 @@ precision), checks the data and the output folder, and calls `Method.train`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def train(settings: TrainSettings) -> Path:
     for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
         if getattr(settings, name) < 1:
             raise AudiobenchError(f"--{name.replace('_', '-')} must be at least 1")
+    if not (math.isfinite(settings.lr) and settings.lr > 0):
+        raise AudiobenchError(f"--lr must be a positive number, not {settings.lr}")
     if settings.mixed_precision not in PRECISIONS:
         raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")
     load_index(settings.data_dir, settings.split)  # fails early on a bad dataset

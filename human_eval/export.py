@@ -42,6 +42,11 @@ def build_items(
     run_dirs: list[Path], per_method: int = 15, seed: int = 0, attention_checks: int = 2
 ) -> list[Item]:
     """The shuffled, blinded items: `per_method` shared samples per run plus the checks."""
+    if per_method < 1 or attention_checks < 0:
+        raise AudiobenchError(
+            f"--per-method must be at least 1 and --attention-checks at least 0, not "
+            f"{per_method} and {attention_checks}"
+        )
     rng = np.random.default_rng(seed)
     tables = {}
     for run_dir in run_dirs:

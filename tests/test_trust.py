@@ -109,3 +109,24 @@ def test_hostile_names_cannot_break_a_markdown_table(tmp_path):
     cells = {line.count("|") - line.count("\\|") for line in lines}
     assert len(cells) == 1  # every row has the header's number of cells
     assert "\\<img" in table and " <img" not in table and "**bold**" not in table
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["run", "--method", "sd-text", "--set", "guidance_scale=nan"], "finite number"),
+        (["run", "--method", "sd-text", "--set", "guidance_scale=inf"], "finite number"),
+        (["train", "--method", "audiotoken", "--lr", "nan"], "--lr must be a positive number"),
+        (["train", "--method", "audiotoken", "--lr", "0"], "--lr must be a positive number"),
+        (["human-eval", "export", "{run}", "--per-method", "0"], "--per-method must be at least 1"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(run, demo_dir, tmp_path, cli, arguments, message):
+    """Issue 17, item 11 (part): each bad value exits 2 with one line and writes nothing."""
+    out = tmp_path / "out"
+    arguments = [str(run) if a == "{run}" else a for a in arguments]
+    if arguments[0] in ("run", "train"):
+        arguments += ["--data", str(demo_dir), "--profile", "tiny"]
+    code, _, err = cli(*arguments, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not out.exists()
