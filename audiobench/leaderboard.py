@@ -7,19 +7,27 @@
 unknown. Every metric a row brings is kept, whether or not its plugin is installed here. `render`
 writes it as markdown: the paper's Table 1 columns, then every other metric some row has, and
 for each audiobench row its difference from the published row of the same method.
+
+The format is written down as a JSON Schema (Draft 2020-12) shipped in the package,
+`audiobench/schemas/leaderboard.schema.json`, for other tools to check boards with. `validate`
+enforces the same rules by hand, so audiobench needs no schema library; a test holds the two to
+agreement.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from audiobench import __version__
 from audiobench.errors import AudiobenchError
+from audiobench.escaping import markdown_cell
 from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of, ordered
 from audiobench.profiles import RANDOM_PROFILES
-from audiobench.report import load_rows, markdown_escape
+from audiobench.report import load_rows
 from audiobench.store import atomic_write_bytes, atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
@@ -54,36 +62,100 @@ def new_board() -> dict[str, Any]:
 
 
 def validate(board: Any, path: Path) -> dict[str, Any]:
-    """The board if it follows the schema, else an error naming the file and the problem."""
-    problems = []
-    if not isinstance(board, dict) or board.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version must be {SCHEMA_VERSION}")
-    rows = board.get("rows") if isinstance(board, dict) else None
-    if not isinstance(rows, list):
-        problems.append("rows must be a list")
-        rows = []
-    for index, row in enumerate(rows):
-        missing = [
-            key
-            for key in ("method", "name", "source", "metrics", "date")
-            if not isinstance(row, dict) or key not in row
-        ]
-        if missing:
-            problems.append(f"row {index} lacks {', '.join(missing)}")
-        elif row["source"] not in SOURCES:
-            problems.append(f"row {index} has source {row['source']!r}, not paper or audiobench")
-        elif not isinstance(row["metrics"], dict) or not all(
-            isinstance(result, dict) and _is_number_or_null(result.get("value"))
-            for result in row["metrics"].values()
-        ):
-            problems.append(f"row {index}: metrics must map names to {{value: number or null}}")
+    """The board if it follows the schema, else a one-line error naming the file and the bad
+    entries: a wrong type would otherwise surface later as a crash in `render` or `report`."""
+    problems = _problems(board)
     if problems:
-        raise AudiobenchError(f"{path} is not a valid leaderboard: {'; '.join(problems)}")
+        shown = "; ".join(problems[:MAX_PROBLEMS])
+        more = len(problems) - MAX_PROBLEMS
+        tail = f"; and {more} more" if more > 0 else ""
+        raise AudiobenchError(f"{path} is not a valid leaderboard: {shown}{tail}")
     return board
 
 
-def _is_number_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    """JSON Schema's non-negative integer: a number with no fractional part (so 4.0 counts)."""
+    return _is_number(value) and value >= 0 and float(value).is_integer()
+
+
+def _is_interval(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+
+
+def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+# field -> (check, what it must be); these mirror schemas/leaderboard.schema.json, which
+# tests/test_leaderboard_schema.py holds them to
+Fields = dict[str, tuple[Callable[[Any], bool], str]]
+BOARD_FIELDS: Fields = {
+    "schema_version": (lambda v: _is_number(v) and v == SCHEMA_VERSION, str(SCHEMA_VERSION)),
+    "dataset": (_is_string, "a string"),
+    "rows": (lambda v: isinstance(v, list), "a list"),
+}
+ROW_FIELDS: Fields = {
+    "method": (_is_string, "a string"),
+    "name": (_is_string, "a string"),
+    "source": (lambda v: v in SOURCES, " or ".join(SOURCES)),
+    "profile": (_or_null(_is_string), "a string or null"),
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "suite_version": (_or_null(_is_string), "a string or null"),
+    "date": (_is_string, "a string"),
+    "metrics": (lambda v: isinstance(v, dict), "an object of metric results"),
+}
+METRIC_FIELDS: Fields = {
+    "value": (_or_null(_is_number), "a number or null"),
+    "n": (_or_null(_is_count), "a whole number >= 0 or null"),
+    "ci95": (_or_null(_is_interval), "[low, high] numbers or null"),
+}
+REQUIRED_BOARD_FIELDS = ("schema_version", "rows")
+REQUIRED_ROW_FIELDS = ("method", "name", "source", "date", "metrics")
+REQUIRED_METRIC_FIELDS = ("value",)
+MAX_PROBLEMS = 5
+
+
+def _problems(board: Any) -> list[str]:
+    """Every way the board breaks the schema, each naming its entry (`rows[2].metrics["aic"]`)."""
+    problems = _object_problems(board, "", BOARD_FIELDS, REQUIRED_BOARD_FIELDS)
+    rows = board.get("rows") if isinstance(board, dict) else None
+    for index, row in enumerate(rows if isinstance(rows, list) else []):
+        where = f"rows[{index}]"
+        problems += _object_problems(row, where, ROW_FIELDS, REQUIRED_ROW_FIELDS)
+        metrics = row.get("metrics") if isinstance(row, dict) else None
+        for metric, result in metrics.items() if isinstance(metrics, dict) else ():
+            entry = f"{where}.metrics[{json.dumps(metric)}]"
+            problems += _object_problems(result, entry, METRIC_FIELDS, REQUIRED_METRIC_FIELDS)
+    return problems
+
+
+def _object_problems(
+    value: Any, where: str, fields: Fields, required: tuple[str, ...]
+) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{where or 'the document'} must be an object, not {_shown(value)}"]
+    prefix = f"{where}." if where else ""
+    missing = [key for key in required if key not in value]
+    problems = [f"{where or 'the document'} lacks {', '.join(missing)}"] if missing else []
+    return problems + [
+        f"{prefix}{key} must be {wanted}, not {_shown(value[key])}"
+        for key, (check, wanted) in fields.items()
+        if key in value and not check(value[key])
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A bad value as JSON on one line, cut short: the error names it, never dumps it."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -145,7 +217,7 @@ def render(board: dict[str, Any]) -> str:
         "N",
         "Δ vs paper",
     ]
-    lines = ["| " + " | ".join(markdown_escape(c) for c in header) + " |"]
+    lines = ["| " + " | ".join(markdown_cell(c) for c in header) + " |"]
     lines.append("|" + "---|" * len(header))
     for row in board["rows"]:
         values = [_value(row, metric) for metric in metrics]
@@ -155,9 +227,9 @@ def render(board: dict[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    markdown_escape(row["name"]),
-                    markdown_escape(row["source"]),
-                    markdown_escape(row.get("profile") or "-"),
+                    markdown_cell(row["name"]),
+                    markdown_cell(row["source"]),
+                    markdown_cell(row.get("profile") or "-"),
                     *values,
                     str(max(counts)) if counts else "-",
                     difference,
@@ -194,7 +266,7 @@ def _difference(row: dict, paper: dict | None, metrics: list[str]) -> str:
         return "-"
     parts = []
     for metric in metrics:
-        label = markdown_escape(label_of(metric))
+        label = markdown_cell(label_of(metric))
         ours = row["metrics"].get(metric, {}).get("value")
         theirs = paper["metrics"].get(metric, {}).get("value")
         if ours is not None and theirs is not None:

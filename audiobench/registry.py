@@ -22,6 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from audiobench.bounds import check_fields
 from audiobench.distributed import SINGLE, Processes
 from audiobench.errors import AudiobenchError, unknown_name
 
@@ -58,9 +59,10 @@ class Method(ABC):
     """An audio-to-image method: load inputs per sample, generate images per batch.
 
     Subclasses set `description` (one line), `roles` (model roles they use, so `models check`
-    can report them) and `Config` (a dataclass of options with their paper defaults); for
-    reports, `table_name` (the row label) and `conditioning`: "audio" for audio-to-image methods
-    (ranked against each other), "text" for text toplines, "reference" for the real frames.
+    can report them) and `Config` (a dataclass of options with their paper defaults, numeric
+    ones declared with `audiobench.bounds.bounded`); for reports, `table_name` (the row label)
+    and `conditioning`: "audio" for audio-to-image methods (ranked against each other), "text"
+    for text toplines, "reference" for the real frames.
     """
 
     description: ClassVar[str]
@@ -71,6 +73,7 @@ class Method(ABC):
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
+        check_fields(self.config)  # a config built in Python meets the bounds too
 
     @abstractmethod
     def setup(self, context: MethodContext) -> None:
@@ -146,7 +149,8 @@ def get_method(name: str) -> type[Method]:
 
 
 def build_config(method_class: type[Method], overrides: dict[str, str]) -> Any:
-    """The method's config dataclass with `KEY=VALUE` overrides converted to the field types."""
+    """The method's config dataclass with `KEY=VALUE` overrides converted to the field types and
+    checked against the bounds its fields declare (before any model is loaded)."""
     fields = {field.name: field for field in dataclasses.fields(method_class.Config)}
     defaults = method_class.Config()
     values: dict[str, Any] = {}
@@ -156,7 +160,9 @@ def build_config(method_class: type[Method], overrides: dict[str, str]) -> Any:
                 f"unknown option {key!r} for this method; options: {', '.join(fields) or 'none'}"
             )
         values[key] = _convert(key, text, type(getattr(defaults, key)))
-    return dataclasses.replace(defaults, **values)
+    config = dataclasses.replace(defaults, **values)
+    check_fields(config)
+    return config
 
 
 def _convert(key: str, text: str, kind: type) -> Any:

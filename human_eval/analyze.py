@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audiobench import escaping
 from audiobench.errors import AudiobenchError
 from audiobench.metrics.scores import bootstrap_ci
 
@@ -93,21 +94,23 @@ def analyze(ratings: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any], latex: bool = False) -> str:
-    """Markdown (or LaTeX rows) of mean +/- std, the interval and N per method."""
-    sign = r"$\pm$" if latex else "±"
+    """Markdown (or LaTeX rows) of mean +/- std, the interval and N per method. Method names
+    come from the ratings table, so they are escaped for the format; the rest is ours."""
+    escape = escaping.latex_text if latex else escaping.markdown_cell
+    sign, below = (r"$\pm$", r"$<$") if latex else ("±", "<")
     rows = [
         (
-            name,
+            escape(name),
             f"{m['mean']:.2f} {sign} {m['std']:.2f}",
             f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]",
             str(m["n_ratings"]),
-            str(m["min_ratings_per_item"]) + (" (< 17)" if m["items_below_17"] else ""),
+            str(m["min_ratings_per_item"]) + (f" ({below} 17)" if m["items_below_17"] else ""),
         )
         for name, m in result["methods"].items()
     ]
     header = ("Method", "Rating (mean ± std)", "95% CI", "Ratings", "Min ratings/item")
     if latex:
-        return "\n".join(" & ".join(row).replace("_", r"\_") + r" \\" for row in rows) + "\n"
+        return "\n".join(" & ".join(row) + r" \\" for row in rows) + "\n"
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
@@ -122,6 +125,7 @@ def plot(ratings: pd.DataFrame) -> bytes:
     rated = generated_ratings(ratings)
     shares = pd.crosstab(rated.method, rated.rating, normalize="index")
     shares = shares.reindex(columns=[1, 2, 3, 4, 5], fill_value=0.0)
+    shares.index = shares.index.map(escaping.plot_text)  # the tick labels
     figure, axis = plt.subplots(figsize=(6, 0.6 * len(shares) + 1.2))
     shares.plot.barh(stacked=True, ax=axis, colormap="RdYlGn", width=0.7)
     axis.set_xlabel("share of ratings")

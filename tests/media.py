@@ -50,3 +50,20 @@ def write_mp4(
                 chunk.time_base = fractions.Fraction(1, SAMPLE_RATE)
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode())
+
+
+def compile_latex(folder: Path, document: str) -> Path:
+    """Compile a LaTeX document with pdflatex in `folder` (failing the test with the log's end
+    when it does not compile); the PDF's path."""
+    import subprocess
+
+    (folder / "document.tex").write_text(document, encoding="utf-8")
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "document.tex"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    return folder / "document.pdf"

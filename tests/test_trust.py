@@ -41,11 +41,11 @@ def test_a_symlinked_lock_is_refused_and_its_target_untouched(copy, demo_dir, tm
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--pool-size", "1", "pool size must be at least 2"),
-        ("--pool-size", "0", "pool size must be at least 2"),
-        ("--batch-size", "0", "batch size must be at least 1"),
-        ("--set-resamples", "0", "set resamples must be at least 1"),
-        ("--seed", "-5", "seed must be at least 0"),
+        ("--pool-size", "1", "--pool-size must be at least 2, not 1"),
+        ("--pool-size", "0", "--pool-size must be at least 2, not 0"),
+        ("--batch-size", "0", "--batch-size must be at least 1, not 0"),
+        ("--set-resamples", "0", "--set-resamples must be at least 1, not 0"),
+        ("--seed", "-5", "--seed must be at least 0, not -5"),
     ],
 )
 def test_evaluate_bounds_are_one_line_errors_that_write_nothing(copy, cli, option, value, message):
@@ -84,17 +84,28 @@ def test_evaluations_merge_and_replace_drops_the_old_columns(copy, cli):
 
 
 @pytest.mark.parametrize("metric", ["52.1", 52.1, [52.1], {"value": "52.1"}, {"value": True}])
-def test_leaderboard_metric_values_of_the_wrong_type_are_refused(tmp_path, cli, metric):
-    """Item 10: a string, a bare number or a list in place of a metric object."""
+@pytest.mark.parametrize("command", ["render", "add"])
+def test_leaderboard_metric_values_of_the_wrong_type_are_refused(tmp_path, cli, metric, command):
+    """Item 10: a string, a bare number or a list in place of a metric object is one line naming
+    the file and the entry, and neither `render` nor `add` writes anything."""
     from audiobench import leaderboard
+    from tests.test_report import VALUES
+    from tests.test_report import make_run as make_evaluated_run
 
     board = leaderboard.new_board()
     board["rows"][0]["metrics"]["aic"] = metric
     path = tmp_path / "board.json"
     path.write_text(json.dumps(board))
-    code, _, err = cli("leaderboard", "render", "--file", path, "--out", tmp_path / "b.md")
-    assert code == 2 and err.count("\n") == 1 and "metrics must map names to" in err
-    assert not (tmp_path / "b.md").exists()
+    before = path.read_bytes()
+    if command == "render":
+        arguments = ["render", "--file", path, "--out", tmp_path / "b.md"]
+    else:
+        run_dir = make_evaluated_run(tmp_path / "runs", "audiotoken", VALUES["audiotoken"])
+        arguments = ["add", run_dir, "--file", path]
+    code, _, err = cli("leaderboard", *arguments)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f'{path} is not a valid leaderboard: rows[0].metrics["aic"]' in err
+    assert path.read_bytes() == before and not (tmp_path / "b.md").exists()
 
 
 def test_hostile_names_cannot_break_a_markdown_table(tmp_path):

@@ -18,6 +18,7 @@ runs), so it is not journalled: a rerun redoes it.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class SpeakerSummary:
 def prepare_speakers(root: Path, out: Path, clip_seconds: float = 5.0) -> SpeakerSummary:
     """Cut every speaker's recordings into clips, split them and write the dataset to `out`."""
     root = Path(root)
-    if clip_seconds <= 0:
+    if not (math.isfinite(clip_seconds) and clip_seconds > 0):
         raise AudiobenchError(f"--clip-seconds must be positive, got {clip_seconds:g}")
     speakers = _speaker_folders(root)
     for folder in ("audio", "frames"):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from audiobench.bounds import bounded
 from audiobench.data import Sample, read_audio_window
 from audiobench.errors import AudiobenchError
 from audiobench.models.zoo import RANDOM_PROFILES
@@ -51,9 +52,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AudioTokenConfig:
-    guidance_scale: float = 7.5
-    steps: int = 50
-    audio_seconds: float = 5.0
+    guidance_scale: float = bounded(7.5, low=0)  # diffusers guides only above 1
+    steps: int = bounded(50, low=1)
+    audio_seconds: float = bounded(5.0, low=0, low_inclusive=False)
     prompt: str = PROMPT
 
 
@@ -90,10 +91,6 @@ class AudioToken(Method):
         self.prompt = AudioTokenPrompt(
             self.pipeline.tokenizer, self.pipeline.text_encoder, self.config.prompt
         )
-        if not self.config.audio_seconds > 0:
-            raise AudiobenchError(
-                f"option audio_seconds must be positive, not {self.config.audio_seconds}"
-            )
         self.embedder = self._embedder(context).to(context.device).eval()
         self.device = context.device
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from audiobench.bounds import bounded
 from audiobench.data import Sample
 from audiobench.models.imagebind import ImageBindAudioEncoder  # the `imagebind_audio` role
 from audiobench.registry import Method, MethodContext
@@ -25,9 +26,9 @@ __all__ = ["ImageBindUnCLIP"]
 
 @dataclass(frozen=True)
 class ImageBindUnCLIPConfig:
-    noise_level: int = 0
-    steps: int = 20
-    guidance_scale: float = 10.0
+    noise_level: int = bounded(0, low=0, high=999)  # a timestep of unCLIP's 1000-step noiser
+    steps: int = bounded(20, low=1)
+    guidance_scale: float = bounded(10.0, low=0)
     prompt: str = ""
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from audiobench.bounds import bounded
 from audiobench.data import Sample
 from audiobench.registry import Method, MethodContext
 
@@ -18,8 +19,8 @@ from audiobench.registry import Method, MethodContext
 @dataclass(frozen=True)
 class SDTextConfig:
     prompt: str = "A photo of a {label}"
-    guidance_scale: float = 7.5
-    steps: int = 50
+    guidance_scale: float = bounded(7.5, low=0)
+    steps: int = bounded(50, low=1)
 
 
 class StableDiffusionText(Method):

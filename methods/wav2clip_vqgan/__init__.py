@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from audiobench.bounds import bounded
 from audiobench.data import Sample
 from audiobench.errors import AudiobenchError
 from audiobench.models.zoo import (
@@ -124,12 +125,12 @@ RECIPES = ("wav2clip", "simple")
 
 @dataclass(frozen=True)
 class VQGANCLIPConfig:
-    steps: int = 500
-    lr: float = 0.1
-    cutn: int = 32
-    size: int = 512
+    steps: int = bounded(500, low=1)
+    lr: float = bounded(0.1, low=0, low_inclusive=False)
+    cutn: int = bounded(32, low=1)
+    size: int = bounded(512, low=16, multiple_of=16)  # whole latent cells of the f16 VQGAN
     recipe: str = "wav2clip"  # or "simple" (see the module docstring)
-    cut_pow: float = 1.0  # the simple recipe's crop-size exponent
+    cut_pow: float = bounded(1.0, low=0)  # the simple recipe's crop-size exponent
 
 
 def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
