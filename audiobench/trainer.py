@@ -1,25 +1,44 @@
 """`audiobench train`: hands a method its training data, models and settings.
 
 The core knows nothing of how a method trains; it resolves the models (profile, device,
-precision), checks the data and the output folder, and calls `Method.train`.
+precision), checks the data and the output folder, and calls `Method.train`. It also owns what
+makes a training folder trustworthy whatever the method: one process at a time trains into it
+(the lock `run` takes), and `train.json`, written before the first step, records the settings
+that decide the result, so `--resume` continues only the training that is there.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from audiobench.data import load_index
-from audiobench.distributed import join
+from audiobench.data import index_sha256, load_index
+from audiobench.distributed import join, main_holds_lock, on_main
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext, build_config, get_method
-from audiobench.store import make_directory
+from audiobench.store import atomic_write_json, make_directory, read_json
 
 PRECISIONS = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+RECORD_FILE = "train.json"
+# Settings that decide what the trained weights are: a resumed training keeps every one (with the
+# dataset's index and the models' weights). --steps may grow, --checkpoint-every and --device
+# change only when and where the same steps happen.
+IDENTITY_SETTINGS = (
+    "method",
+    "seed",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "mixed_precision",
+    "profile",
+    "split",
+)
 
 
 @dataclass
@@ -45,6 +64,39 @@ class TrainSettings:
 
 def train(settings: TrainSettings) -> Path:
     """Train a method; returns the folder holding its final weights."""
+    _check_settings(settings)
+    load_index(settings.data_dir, settings.split)  # fails early on a bad dataset
+    method_class = get_method(settings.method)
+    processes, device = join(settings.device)
+    if device.type == "cpu" and settings.mixed_precision == "fp16":
+        raise AudiobenchError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
+    out = make_directory(settings.out)
+    with main_holds_lock(out, processes):
+        zoo = ModelZoo(
+            settings.profile,
+            LoadOptions(device, PRECISIONS[settings.mixed_precision]),
+            settings.weights_dir,
+        )
+        zoo.require(method_class.roles)
+        session = {
+            "started": _now(),
+            "dataset": str(Path(settings.data_dir).resolve()),
+            "steps": settings.steps,
+            "checkpoint_every": settings.checkpoint_every,
+            "device": str(device),
+            "processes": processes.size,
+        }
+        roles = method_class.roles
+        record = on_main(processes, lambda: _open_record(out, settings, session, zoo, roles))
+        method = method_class(build_config(method_class, {}))
+        context = MethodContext(zoo, device, zoo.options.dtype, processes=processes)
+        folder = method.train(context, settings, out)
+        if processes.is_main:
+            _finish_record(out, record, settings.steps)
+        return folder
+
+
+def _check_settings(settings: TrainSettings) -> None:
     for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
         if getattr(settings, name) < 1:
             raise AudiobenchError(f"--{name.replace('_', '-')} must be at least 1")
@@ -52,18 +104,93 @@ def train(settings: TrainSettings) -> Path:
         raise AudiobenchError(f"--lr must be a positive number, not {settings.lr}")
     if settings.mixed_precision not in PRECISIONS:
         raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")
-    load_index(settings.data_dir, settings.split)  # fails early on a bad dataset
-    method_class = get_method(settings.method)
-    processes, device = join(settings.device)
-    if device.type == "cpu" and settings.mixed_precision == "fp16":
-        raise AudiobenchError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
-    zoo = ModelZoo(
-        settings.profile,
-        LoadOptions(device, PRECISIONS[settings.mixed_precision]),
-        settings.weights_dir,
+
+
+def _identity(settings: TrainSettings, zoo: ModelZoo, roles: tuple[str, ...]) -> dict[str, Any]:
+    """What the trained weights depend on, as `train.json` records it."""
+    return {
+        **{name: getattr(settings, name) for name in IDENTITY_SETTINGS},
+        "dataset_sha256": index_sha256(settings.data_dir),
+        "weights": {role: zoo.identify(role).sha256 for role in roles},
+    }
+
+
+def _open_record(
+    out: Path, settings: TrainSettings, session: dict, zoo: ModelZoo, roles: tuple[str, ...]
+) -> dict[str, Any]:
+    """Write `train.json` for this session before any step, after checking that the folder is
+    empty (or, with --resume, holds the same training); returns the record written."""
+    path = out / RECORD_FILE
+    previous = read_json(path) if path.exists() else None
+    if previous is None and any(item.name != ".lock" for item in out.iterdir()):
+        raise AudiobenchError(
+            f"{out} holds files but no {RECORD_FILE}: it is no training folder (or one whose "
+            "settings cannot be checked); train into an empty or new --out"
+        )
+    if previous is not None and not settings.resume:
+        raise AudiobenchError(
+            f"{out} already holds a training run: use --resume to continue it or another --out"
+        )
+    identity = _identity(settings, zoo, roles)
+    if previous is not None:
+        _check_same_training(path, previous, identity)
+    record = {
+        "identity": identity,
+        "sessions": [*(previous or {}).get("sessions", []), session],
+        "models": zoo.provenance(),
+    }
+    atomic_write_json(path, record)
+    return record
+
+
+def _check_same_training(path: Path, previous: Any, identity: dict[str, Any]) -> None:
+    """Refuse a resume under other settings: the steps before and after would belong to two
+    different trainings, and the final weights to neither."""
+    if not (isinstance(previous, dict) and isinstance(previous.get("identity"), dict)):
+        raise AudiobenchError(
+            f"{path} records no training settings to check --resume against; use another --out"
+        )
+    before, after = _labelled(previous["identity"]), _labelled(identity)
+    changes = [
+        f"{label} {_shown(before.get(label))} -> {_shown(after.get(label))}"
+        for label in dict.fromkeys([*after, *before])
+        if before.get(label) != after.get(label)
+    ]
+    if changes:
+        raise AudiobenchError(
+            f"cannot resume {path.parent}: {', '.join(changes)}; resume with the training's "
+            "own settings, or train into another --out"
+        )
+
+
+def _labelled(identity: dict[str, Any]) -> dict[str, Any]:
+    """Identity entries under the names a user knows them by: options, dataset, role weights."""
+    weights = identity.get("weights")
+    return {
+        **{f"--{name.replace('_', '-')}": identity.get(name) for name in IDENTITY_SETTINGS},
+        "dataset index sha256": identity.get("dataset_sha256"),
+        **{
+            f"{role} weights sha256": digest
+            for role, digest in (weights if isinstance(weights, dict) else {}).items()
+        },
+    }
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: hashes shortened to 12 digits."""
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12]
+    return "none" if value is None else str(value)
+
+
+def _finish_record(out: Path, record: dict[str, Any], steps: int) -> None:
+    """Mark the weights in `out` as those of `steps` steps, trained in the recorded sessions."""
+    *earlier, session = record["sessions"]
+    atomic_write_json(
+        out / RECORD_FILE,
+        {**record, "steps": steps, "sessions": [*earlier, {**session, "finished": _now()}]},
     )
-    zoo.require(method_class.roles)
-    out = make_directory(settings.out)
-    method = method_class(build_config(method_class, {}))
-    context = MethodContext(zoo, device, zoo.options.dtype, processes=processes)
-    return method.train(context, settings, out)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

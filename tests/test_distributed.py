@@ -123,7 +123,7 @@ def test_two_processes_train_one_embedder(demo_dir, tmp_path):
         "step-00000004",
     ]
     record = json.loads((tmp_path / "two" / "train.json").read_text())
-    assert record["processes"] == 2
+    assert record["sessions"][-1]["processes"] == 2
 
 
 def test_work_is_dealt_by_batch_index():

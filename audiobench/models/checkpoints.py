@@ -9,6 +9,10 @@ or an `argparse.Namespace`, so their pickles name those globals. They are allowe
 their qualified names as inert stand-ins defined below: nothing is imported from Lightning
 (which need not be installed), the stand-ins only hold the data the pickle gives them, and no
 code from the file runs. A pickle naming any other global is refused with the global's name.
+
+Loaders of other libraries (open_clip, timm, torch-fidelity) read their files themselves;
+`check_checkpoint` reads each such file here first, so an unreadable or refused one fails with
+one line naming it instead of a traceback from inside the library.
 """
 
 from __future__ import annotations
@@ -61,6 +65,17 @@ CHECKPOINT_GLOBALS = [
 _REFUSED_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class|Unsupported global:?) ([\w.]+)")
 
 
+class CheckpointRefused(AudiobenchError):
+    """A checkpoint whose pickle asks for code: never loaded, and never passed over silently."""
+
+
+def check_checkpoint(path: Path) -> None:
+    """Fail with one line naming `path` if it is unreadable or refused, before a library's own
+    loader reads it. Tensors are mapped, not read (safetensors: the header only), so this costs
+    little even for a multi-gigabyte file."""
+    read_checkpoint(path, mmap=True)
+
+
 def read_checkpoint(path: Path, *, mmap: bool = False) -> object:
     """The content of a checkpoint file (weights only; see the module's docstring).
 
@@ -89,16 +104,19 @@ def read_checkpoint(path: Path, *, mmap: bool = False) -> object:
 def _read_safetensors(path: Path, header_only: bool) -> dict[str, torch.Tensor]:
     """A safetensors file; with `header_only`, tensors on the meta device with the right
     shapes and dtypes (only the JSON header is read)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    if not header_only:
-        return load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        return {
-            name: torch.empty(handle.get_slice(name).get_shape(), device="meta")
-            for name in handle.keys()  # noqa: SIM118 (safe_open has no __iter__)
-        }
+    try:
+        if not header_only:
+            return load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            return {
+                name: torch.empty(handle.get_slice(name).get_shape(), device="meta")
+                for name in handle.keys()  # noqa: SIM118 (safe_open has no __iter__)
+            }
+    except SafetensorError as error:  # a damaged header: unreadable like any damaged file
+        raise ValueError(str(error)) from error
 
 
 def _refusal(path: Path, error: pickle.UnpicklingError) -> AudiobenchError:
@@ -110,7 +128,7 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> AudiobenchError:
             f"checkpoint {path} is unreadable (truncated, corrupt or not a weights file): "
             f"{text.splitlines()[0]}"
         )
-    return AudiobenchError(
+    return CheckpointRefused(
         f"checkpoint {path} was refused: its pickle asks for {found.group(1)}, which is not a "
         "tensor, a plain container or a known Lightning or argparse class; loading it could "
         "run code from the file, so it is not loaded (re-save the state dict as .safetensors "

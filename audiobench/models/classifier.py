@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from audiobench.concurrency import thread_map
+from audiobench.models.checkpoints import check_checkpoint
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
@@ -83,6 +84,7 @@ def _load_paper(path: Path | None, options: LoadOptions) -> ImageClassifier:
 
     if path is None:
         return ImageClassifier(timm.create_model(ARCHITECTURE, pretrained=False), options)
+    check_checkpoint(path)  # one line for a refused or damaged file, not timm's traceback
     model = timm.create_model(
         ARCHITECTURE, pretrained=True, pretrained_cfg_overlay={"file": str(path)}
     )

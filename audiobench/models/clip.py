@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from audiobench.concurrency import thread_map
+from audiobench.models.checkpoints import check_checkpoint
 from audiobench.models.zoo import (
     LoadOptions,
     Role,
@@ -123,6 +124,8 @@ def _load_paper(spec: ClipSpec, path: Path | None, options: LoadOptions) -> Clip
     initialisation, the `paper-random` profile)."""
     import open_clip
 
+    if path is not None:
+        check_checkpoint(path)  # one line for a refused or damaged file, not open_clip's traceback
     model = open_clip.create_model(
         spec.architecture,
         pretrained=str(path) if path is not None else None,

@@ -21,12 +21,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import shutil
+import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,15 +39,17 @@ from audiobench.data.training import Crop, clip_crops, frame_tensor
 from audiobench.distributed import Processes
 from audiobench.errors import AudiobenchError
 from audiobench.features import Computer, FeatureKind, Features, register_kind
-from audiobench.models.checkpoints import load_state_dict
+from audiobench.models.checkpoints import CheckpointRefused, load_state_dict, read_checkpoint
 from audiobench.progress import progress_bar
 from audiobench.registry import MethodContext
-from audiobench.store import atomic_write_bytes, atomic_write_json, file_sha256
+from audiobench.store import atomic_write_bytes, atomic_write_json, file_sha256, read_json
 from audiobench.trainer import TrainSettings
 from methods.audiotoken.embedder import AudioTokenEmbedder
 from methods.audiotoken.prompt import AudioTokenPrompt
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
 L1_WEIGHT = 0.01
 CL_WEIGHT = 0.01
 WEIGHT_DECAY = 1e-2
@@ -105,7 +108,6 @@ class CropFeatures:
         ]
         frame_keys = [f"{file_sha256(c.frame_path)}:{frame_size[0]}x{frame_size[1]}" for c in crops]
         [layers] = features.compute(
-            features.shared_cache,
             audio_keys,
             crops,
             [FeatureKind(audio_encoder, "token-features")],
@@ -113,7 +115,6 @@ class CropFeatures:
             "training audio windows",
         )
         [moments] = features.compute(
-            features.shared_cache,
             frame_keys,
             crops,
             [FeatureKind("sd", "vae-moments")],
@@ -141,6 +142,7 @@ def train_audiotoken(
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
+    resumed = _resume_point(out, settings, context.processes)
     pipeline = context.models.load("sd")
     encoder = context.models.load(audio_encoder)
     samples = load_index(settings.data_dir, settings.split)
@@ -169,7 +171,11 @@ def train_audiotoken(
         torch.manual_seed(settings.seed)
         embedder = AudioTokenEmbedder(encoder.feature_dim, pipeline.text_encoder.config.hidden_size)
     optimizer = torch.optim.AdamW(embedder.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY)
-    start = _start(out, embedder, optimizer, settings.resume, processes)
+    start = 0
+    if resumed is not None:
+        embedder.load_state_dict(resumed.embedder)
+        optimizer.load_state_dict(resumed.optimizer)
+        start = resumed.step
     embedder, optimizer = accelerator.prepare(embedder, optimizer)
     unwrapped = accelerator.unwrap_model(embedder)
     prompt = AudioTokenPrompt(pipeline.tokenizer, pipeline.text_encoder)
@@ -242,18 +248,6 @@ def train_audiotoken(
             advance(1)
     if processes.is_main:
         atomic_write_bytes(out / EMBEDDER_FILE, _tensor_bytes(unwrapped.state_dict()))
-        atomic_write_json(
-            out / "train.json",
-            {
-                "method": settings.method,
-                "settings": {k: str(v) for k, v in asdict(settings).items()},
-                "processes": processes.size,
-                "steps": settings.steps,
-                "crops": len(crops),
-                "clips": len(samples),
-                "models": context.models.provenance(),
-            },
-        )
     processes.wait()
     return out
 
@@ -305,46 +299,107 @@ def _tensor_bytes(state) -> bytes:
 
 
 def _checkpoint(out: Path, step: int, embedder, optimizer) -> None:
-    """Write checkpoints/step-N/ under a temporary name, rename it, keep the last two."""
+    """Write checkpoints/step-N/ under a temporary name, rename it, keep the last two. state.json
+    records the sha256 of both files, so a resume can tell a damaged checkpoint from a good one."""
     folder = out / "checkpoints" / f"step-{step:08d}"
     staging = folder.with_name(f".{folder.name}.tmp")
     for unfinished in folder.parent.glob(".step-*.tmp"):  # of a killed run (only rank 0 writes)
         shutil.rmtree(unfinished)
     staging.mkdir(parents=True)
-    atomic_write_bytes(staging / EMBEDDER_FILE, _tensor_bytes(embedder.state_dict()))
     buffer = io.BytesIO()
     torch.save(optimizer.state_dict(), buffer)
-    atomic_write_bytes(staging / "optimizer.pt", buffer.getvalue())
-    atomic_write_json(staging / "state.json", {"step": step})
+    files = {EMBEDDER_FILE: _tensor_bytes(embedder.state_dict()), OPTIMIZER_FILE: buffer.getvalue()}
+    for name, data in files.items():
+        atomic_write_bytes(staging / name, data)
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    atomic_write_json(staging / STATE_FILE, {"step": step, "sha256": hashes})
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     for old in sorted((out / "checkpoints").glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old)
 
 
-def _start(out: Path, embedder, optimizer, resume: bool, processes: Processes) -> int:
-    """The step to begin at: 0, or the newest checkpoint's (loaded) when resuming."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint whose files match their recorded hashes, read (tensors only)."""
+
+    folder: Path
+    step: int
+    embedder: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+
+
+def _resume_point(out: Path, settings: TrainSettings, processes: Processes) -> Checkpoint | None:
+    """The newest readable checkpoint (None: begin at step 0). Read before any model loads, so
+    a --steps below it fails at once; then the main process drops what follows it (unreadable
+    newer checkpoints, the log's later rows), as an uninterrupted run would not have them."""
     saved = sorted((out / "checkpoints").glob("step-*"))
     log = out / "loss.csv"
-    if not resume and (saved or log.exists()):
+    checkpoint, unreadable = _newest_readable(saved)
+    if checkpoint is not None and checkpoint.step > settings.steps:
         raise AudiobenchError(
-            f"{out} already holds a training run: use --resume to continue it or another --out"
+            f"checkpoint {checkpoint.folder} is at step {checkpoint.step}; --steps "
+            f"{settings.steps} is below it"
         )
-    processes.wait()  # every process has looked before the main one writes
-    if not saved:
-        if processes.is_main:
-            log.write_text(",".join(LOSS_COLUMNS) + "\n")
-        return 0
-    latest = saved[-1]
-    embedder.load_state_dict(load_state_dict(latest / EMBEDDER_FILE))
-    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
-    step = json.loads((latest / "state.json").read_text())["step"]
+    processes.wait()  # every process has read before the main one changes the folder
     if processes.is_main:
-        _trim_log(log, step)
-    return step
+        for folder, reason in unreadable:
+            print(
+                f"warning: {reason}; resuming from {checkpoint.folder.name} instead and deleting "
+                f"{folder.name}",
+                file=sys.stderr,
+            )
+            shutil.rmtree(folder)
+        if checkpoint is None:
+            log.write_text(",".join(LOSS_COLUMNS) + "\n")
+        else:
+            _trim_log(log, checkpoint.step)
+    return checkpoint
+
+
+def _newest_readable(saved: list[Path]) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that reads, and each newer one that did not with the reason. A
+    refused one (its pickle asks for code) stops the resume: no training wrote that file."""
+    unreadable = []
+    for folder in reversed(saved):
+        try:
+            return _read_checkpoint(folder), unreadable
+        except CheckpointRefused:
+            raise
+        except AudiobenchError as error:
+            unreadable.append((folder, str(error)))
+    if unreadable:
+        reasons = "; ".join(reason for _, reason in unreadable)
+        raise AudiobenchError(f"no checkpoint to resume from is readable: {reasons}")
+    return None, []
+
+
+def _read_checkpoint(folder: Path) -> Checkpoint:
+    state_file = folder / STATE_FILE
+    state = read_json(state_file)
+    hashes = state.get("sha256") if isinstance(state, dict) else None
+    if not (isinstance(hashes, dict) and isinstance(state.get("step"), int)):
+        raise AudiobenchError(f"{state_file} does not record the step and the files' sha256")
+    for name in (EMBEDDER_FILE, OPTIMIZER_FILE):
+        path = folder / name
+        if not path.is_file() or file_sha256(path) != hashes.get(name):
+            raise AudiobenchError(
+                f"checkpoint {path} is missing or damaged: its sha256 is not the one "
+                f"{STATE_FILE} records"
+            )
+    optimizer = read_checkpoint(folder / OPTIMIZER_FILE)
+    if not isinstance(optimizer, dict):
+        raise AudiobenchError(f"checkpoint {folder / OPTIMIZER_FILE} is no optimizer state")
+    return Checkpoint(folder, state["step"], load_state_dict(folder / EMBEDDER_FILE), optimizer)
 
 
 def _trim_log(path: Path, step: int) -> None:
-    lines = path.read_text().splitlines()
-    kept = [lines[0], *(line for line in lines[1:] if line and int(line.split(",")[0]) <= step)]
-    atomic_write_bytes(path, ("\n".join(kept) + "\n").encode())
+    """Keep the header and the whole rows of steps up to `step` (a killed writer may have left
+    part of a row)."""
+    header, *rows = path.read_text().splitlines()
+    kept = [
+        row
+        for row in rows
+        if len(row.split(",")) == len(LOSS_COLUMNS) and int(row.split(",")[0]) <= step
+    ]
+    atomic_write_bytes(path, ("\n".join([header, *kept]) + "\n").encode())
