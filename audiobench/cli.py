@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from audiobench.bounds import Bounds
 from audiobench.errors import AudiobenchError
 
 app = typer.Typer(
@@ -57,6 +59,24 @@ WeightsOption = Annotated[
         "weights); the Hugging Face cache is searched too.",
     ),
 ]
+
+
+def _within(bounds: Bounds) -> Callable[[typer.CallbackParam, float | None], float | None]:
+    """A callback for a numeric option that refuses values outside `bounds` (NaN and inf too)
+    while the command line is parsed, so nothing is loaded or written; `main` prints the error
+    as one line (click's own errors take several)."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is not None:  # an optional option that was not given
+            bounds.check(param.opts[0], value)
+        return value
+
+    return check
+
+
+NON_NEGATIVE = _within(Bounds(low=0))
+AT_LEAST_1 = _within(Bounds(low=1))
+POSITIVE = _within(Bounds(low=0, low_inclusive=False))
 
 
 @app.command("methods")
@@ -210,7 +230,9 @@ def models_fetch(
 @data_app.command("demo")
 def data_demo(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the dataset to.")],
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the synthetic data.", callback=NON_NEGATIVE)
+    ] = 0,
 ) -> None:
     """Write the synthetic demo dataset (6 VGGSound classes, 36 clips, train and test splits).
 
@@ -251,7 +273,9 @@ def prepare_vggsound(
             help="Training crops' frames: 'clip' (best CLIP score, the paper's) or 'centre'.",
         ),
     ] = "clip",
-    workers: Annotated[int, typer.Option("--workers", help="Decoding processes.")] = 4,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Decoding processes.", callback=AT_LEAST_1)
+    ] = 4,
     profile: ProfileOption = "paper",
     device: Annotated[str, typer.Option("--device", help="Device of the CLIP scorer.")] = "auto",
     weights_dir: WeightsOption = None,
@@ -299,7 +323,10 @@ def prepare_speakers(
     ],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
     clip_seconds: Annotated[
-        float, typer.Option("--clip-seconds", help="Length of each clip cut from a recording.")
+        float,
+        typer.Option(
+            "--clip-seconds", help="Length of each clip cut from a recording.", callback=POSITIVE
+        ),
     ] = 5.0,
 ) -> None:
     """Turn folders of speaker recordings into a dataset (label = speaker, split by recording).
@@ -325,14 +352,21 @@ def run(
     split: Annotated[str, typer.Option("--split", help="Dataset split to generate for.")] = "test",
     limit: Annotated[
         int | None,
-        typer.Option("--limit", help="Only the first N samples of the split, in index order."),
+        typer.Option(
+            "--limit",
+            help="Only the first N samples of the split, in index order.",
+            callback=AT_LEAST_1,
+        ),
     ] = None,
     profile: ProfileOption = "paper",
     seed: Annotated[
-        int, typer.Option("--seed", help="Run seed; each sample's seed derives from it.")
+        int,
+        typer.Option(
+            "--seed", help="Run seed; each sample's seed derives from it.", callback=NON_NEGATIVE
+        ),
     ] = 0,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images generated per batch.")
+        int, typer.Option("--batch-size", help="Images generated per batch.", callback=AT_LEAST_1)
     ] = 8,
     device: Annotated[
         str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
@@ -386,22 +420,33 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and final weights.")],
     split: Annotated[str, typer.Option("--split", help="Split to train on.")] = "train",
     profile: ProfileOption = "paper",
-    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 60_000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per micro-batch.")] = 8,
+    steps: Annotated[
+        int, typer.Option("--steps", help="Optimizer steps.", callback=AT_LEAST_1)
+    ] = 60_000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Crops per micro-batch.", callback=AT_LEAST_1)
+    ] = 8,
     grad_accum: Annotated[
-        int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
+        int,
+        typer.Option("--grad-accum", help="Micro-batches per optimizer step.", callback=AT_LEAST_1),
     ] = 1,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 8e-5,
+    lr: Annotated[
+        float, typer.Option("--lr", help="AdamW learning rate.", callback=POSITIVE)
+    ] = 8e-5,
     mixed_precision: Annotated[
         str, typer.Option("--mixed-precision", help="no, fp16 or bf16.")
     ] = "no",
     checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")
+        int,
+        typer.Option("--checkpoint-every", help="Steps between checkpoints.", callback=AT_LEAST_1),
     ] = 1000,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and sampling.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of initialisation and sampling.", callback=NON_NEGATIVE),
+    ] = 0,
     device: Annotated[
         str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     ] = "auto",
@@ -479,17 +524,27 @@ def evaluate(
     device: Annotated[
         str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     ] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per model call.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Inputs per model call.", callback=AT_LEAST_1)
+    ] = 32,
     pool_size: Annotated[
         int | None,
-        typer.Option("--pool-size", help="Win rates (AIS, IIS) against a fixed random pool of M."),
+        typer.Option(
+            "--pool-size",
+            help="Win rates (AIS, IIS) against a fixed random pool of M.",
+            callback=_within(Bounds(low=2)),
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the pool and the bootstrap.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of the pool and the bootstrap.", callback=NON_NEGATIVE),
+    ] = 0,
     set_resamples: Annotated[
         int,
         typer.Option(
             "--set-resamples",
             help="Bootstrap resamples of whole-set metrics' intervals (FID, KID, CMMD).",
+            callback=AT_LEAST_1,
         ),
     ] = 100,
     no_cache: Annotated[
@@ -498,6 +553,14 @@ def evaluate(
     replace: Annotated[
         bool,
         typer.Option("--replace", help="Drop the metrics of earlier evaluations (default: keep)."),
+    ] = False,
+    allow_dataset_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dataset-change",
+            help="Score against the dataset as it is now, though its index, audio or frames "
+            "changed since the run (recorded in metrics.json).",
+        ),
     ] = False,
     weights_dir: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
@@ -533,6 +596,7 @@ def evaluate(
         weights_dir=weights_dir,
         no_cache=no_cache,
         replace=replace,
+        allow_dataset_change=allow_dataset_change,
     )
     report = evaluate_run(settings)
     if is_helper_process():
@@ -554,6 +618,8 @@ def evaluate(
             str(result["n"]),
         )
     console.print(table)
+    if report["dataset"]["changed_since_run"]:
+        console.print("warning: the dataset changed since the run (--allow-dataset-change)")
     if report["excluded"]:
         console.print(f"{len(report['excluded'])} samples excluded (listed in metrics.json)")
 
@@ -616,9 +682,13 @@ def verify(
             table.add_row(finding.kind, finding.subject, finding.message)
         if findings:
             console.print(table)
-        console.print(
-            f"{len(drift)} drifted" if drift else "consistent: images, metrics and weights match"
-        )
+        notes = len(findings) - len(drift)
+        if drift:
+            console.print(f"{len(drift)} drifted")
+        elif notes:
+            console.print(f"consistent where checkable ({notes} not checkable, listed above)")
+        else:
+            console.print("consistent: images, metrics, dataset and weights match")
     if drift:
         raise typer.Exit(1)
 
@@ -813,10 +883,20 @@ def human_export(
     output_format: Annotated[
         str, typer.Option("--format", help="html, csv, mturk or labelstudio.")
     ] = "html",
-    per_method: Annotated[int, typer.Option("--per-method", help="Samples per method.")] = 15,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and shuffling.")] = 0,
+    per_method: Annotated[
+        int, typer.Option("--per-method", help="Samples per method.", callback=AT_LEAST_1)
+    ] = 15,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of sampling and shuffling.", callback=NON_NEGATIVE),
+    ] = 0,
     attention_checks: Annotated[
-        int, typer.Option("--attention-checks", help="Frames shown with true and wrong labels.")
+        int,
+        typer.Option(
+            "--attention-checks",
+            help="Frames shown with true and wrong labels.",
+            callback=NON_NEGATIVE,
+        ),
     ] = 2,
 ) -> None:
     """Blinded, shuffled rating sheets over the same samples for every method.
@@ -836,7 +916,12 @@ def human_ingest(
     key: Annotated[Path, typer.Option("--key", help="key.csv written by export.")],
     out: Annotated[Path, typer.Option("--out", help="Tidy ratings CSV to write.")],
     max_failed_checks: Annotated[
-        int, typer.Option("--max-failed-checks", help="Failed attention checks a rater may have.")
+        int,
+        typer.Option(
+            "--max-failed-checks",
+            help="Failed attention checks a rater may have.",
+            callback=NON_NEGATIVE,
+        ),
     ] = 0,
 ) -> None:
     """Responses (form CSV, sheet CSV, MTurk results, Label Studio JSON) into one table.

@@ -17,6 +17,7 @@ alone writes them.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -29,27 +30,27 @@ from PIL import Image
 
 from audiobench import __version__
 from audiobench.concurrency import thread_map
-from audiobench.data import Sample, frame_policy, load_index
+from audiobench.data import Sample, dataset_identity, frame_policy, input_hashes, load_index
 from audiobench.distributed import Processes, join, main_holds_lock
 from audiobench.environment import package_versions
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.features import Features, InputSet
 from audiobench.metrics.plugin import MetricResult, ScoreSettings, discover_metrics, get_metric
 from audiobench.models import LoadOptions, ModelZoo
+from audiobench.models.zoo import cache_dir
 from audiobench.runner import SAMPLE_COLUMNS
 from audiobench.scoring import Sources, needed_sources, score_sets
 from audiobench.store import (
     RunDirectory,
     atomic_write_json,
     file_sha256,
-    images_digest,
+    hashes_digest,
     read_json,
 )
 
 METRICS_SCHEMA_VERSION = 2  # 2: metrics from plugins, `settings` and `feature_caches` recorded
 METRICS_FILE = "metrics.json"
 RUN_COLUMNS = (*SAMPLE_COLUMNS, "source_sha256")  # written by `run` and `evaluate --images`
-FRESH_FEATURES = "features-fresh"  # the throw-away cache of an evaluation with `no_cache`
 
 
 @dataclass
@@ -69,6 +70,7 @@ class EvaluateSettings:
     weights_dir: Path | None = None
     no_cache: bool = False
     replace: bool = False  # drop the metrics of earlier evaluations instead of keeping them
+    allow_dataset_change: bool = False  # score against a dataset that changed since the run
 
     @property
     def scoring(self) -> ScoreSettings:
@@ -107,7 +109,9 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
                 "samples.parquet); make one with `audiobench run`"
             )
         data_dir = settings.data_dir or record["dataset"]
-        samples = {sample.id: sample for sample in load_index(data_dir, record["split"])}
+        split = load_index(data_dir, record["split"])
+        dataset = _dataset(record, data_dir, split, settings.allow_dataset_change)
+        samples = {sample.id: sample for sample in split}
         evaluated, excluded = _select(run, table, samples, needed_sources(metrics))
         if len(evaluated) < 2:
             raise AudiobenchError(
@@ -125,6 +129,7 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
             names, _sources(evaluated, needed_sources(metrics)), features, settings.scoring
         )
         report = _metrics_record(record, settings, zoo, results, evaluated, excluded)
+        report["dataset"] = dataset
         report["reference_frames"] = {"policy": frame_policy(data_dir, record["split"])}
         report["feature_caches"] = sorted(features.used)
         report, dropped = _merged(run, report, settings.replace)
@@ -135,8 +140,37 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
         if settings.no_cache:
             processes.wait()
             if processes.is_main:
-                shutil.rmtree(run.path / FRESH_FEATURES, ignore_errors=True)
+                shutil.rmtree(fresh_cache(run), ignore_errors=True)
     return report
+
+
+# run.json's hashes of its dataset, and what a difference in each means
+DATASET_HASHES = {
+    "dataset_sha256": "its index (labels, samples or file paths)",
+    "inputs_sha256": "its audio or frame files",
+}
+
+
+def _dataset(
+    record: dict[str, Any], data_dir: Path, split: list[Sample], allow_change: bool
+) -> dict[str, Any]:
+    """metrics.json's `dataset`: the dataset as it is now, compared with what the run recorded.
+    A dataset that changed since the run is refused unless `allow_change`: its labels, frames
+    or audio are no longer what the images were generated from."""
+    now = dataset_identity(data_dir, input_hashes(split[: record.get("limit")]))
+    changed = [key for key in DATASET_HASHES if key in record and record[key] != now[key]]
+    if changed and not allow_change:
+        what = " and ".join(DATASET_HASHES[key] for key in changed)
+        raise AudiobenchError(
+            f"the dataset {data_dir} changed since the run {record.get('method')!r} was made: "
+            f"{what}; evaluate with --allow-dataset-change to score against it as it is now"
+        )
+    return {
+        "path": str(Path(data_dir).resolve()),
+        "split": record["split"],
+        **now,
+        "changed_since_run": changed,
+    }
 
 
 def _check_settings(settings: EvaluateSettings) -> None:
@@ -154,7 +188,7 @@ def _check_settings(settings: EvaluateSettings) -> None:
 
 
 # What must be equal for metrics of an earlier evaluation to stand beside new ones.
-SAME_EVALUATION = ("profile", "images", "excluded", "bootstrap", "settings")
+SAME_EVALUATION = ("profile", "dataset", "images", "excluded", "bootstrap", "settings")
 
 
 def _merged(run: RunDirectory, report: dict[str, Any], replace: bool) -> tuple[dict, list[str]]:
@@ -185,15 +219,23 @@ def _merged(run: RunDirectory, report: dict[str, Any], replace: bool) -> tuple[d
 def _features(
     run: RunDirectory, zoo: ModelZoo, settings: EvaluateSettings, processes: Processes
 ) -> Features:
-    """The feature store: the run's and the shared caches, or with `no_cache` an empty
-    throw-away folder in the run (shared by the processes of a launch, removed at the end)."""
+    """The feature store: audiobench's cache, or with `no_cache` an empty throw-away folder
+    (shared by the processes of a launch, removed at the end). Never a folder inside the run,
+    where a stranger could have planted features."""
     if not settings.no_cache:
-        return Features(zoo, settings.batch_size, run.path / "features", processes)
-    fresh = run.path / FRESH_FEATURES
+        return Features(zoo, settings.batch_size, processes)
+    fresh = fresh_cache(run)
     if processes.is_main:
         shutil.rmtree(fresh, ignore_errors=True)
     processes.wait()
-    return Features(zoo, settings.batch_size, fresh, processes, shared_cache=fresh)
+    return Features(zoo, settings.batch_size, processes, cache=fresh)
+
+
+def fresh_cache(run: RunDirectory) -> Path:
+    """The throw-away feature folder of one run's `no_cache` evaluation, in audiobench's cache
+    (named by the run's path, so every process of a launch finds the same one)."""
+    name = hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "features-fresh" / name
 
 
 def _sources(evaluated: list[Evaluated], needed: set[str]) -> Sources:
@@ -289,7 +331,7 @@ def evaluated_images(evaluated: list[Evaluated]) -> dict[str, Any]:
     whose images changed after evaluation."""
     hashes = thread_map(file_sha256, [item.image for item in evaluated])
     ids = [item.sample.id for item in evaluated]
-    return {"count": len(ids), "sha256": images_digest(dict(zip(ids, hashes, strict=True)))}
+    return {"count": len(ids), "sha256": hashes_digest(dict(zip(ids, hashes, strict=True)))}
 
 
 def _with_columns(

@@ -21,7 +21,14 @@ from typing import Any
 import pandas as pd
 
 from audiobench import __version__
-from audiobench.data import Sample, index_sha256, load_index, read_frame
+from audiobench.data import (
+    Sample,
+    dataset_identity,
+    index_sha256,
+    input_hashes,
+    load_index,
+    read_frame,
+)
 from audiobench.environment import package_versions
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.runner import SAMPLE_COLUMNS, recorded_images
@@ -65,7 +72,9 @@ def import_images(
             stale.unlink()
         rows = [_import_one(run, sample, files.get(sample.id), images_dir) for sample in samples]
         run.write_samples(pd.DataFrame(rows).astype({"seed": "int64", "seconds": "float64"}))
-        run.write_run(_record(name, images_dir, data_dir, split, profile, unmatched, run))
+        record = _record(name, images_dir, split, profile, unmatched, run)
+        identity = dataset_identity(data_dir, input_hashes(samples))
+        run.write_run({**record, "dataset": str(Path(data_dir).resolve()), **identity})
     failed = [row for row in rows if row["status"] == "failed"]
     return ImportSummary(
         run.path,
@@ -134,7 +143,6 @@ def _check_same_source(run: RunDirectory, images_dir: Path, data_dir: Path) -> N
 def _record(
     name: str,
     images_dir: Path,
-    data_dir: Path,
     split: str,
     profile: str,
     unmatched: list[str],
@@ -145,8 +153,6 @@ def _record(
         "method": f"{EXTERNAL_PREFIX}{name}",
         "name": name,
         "method_config": {"source": str(images_dir.resolve())},
-        "dataset": str(Path(data_dir).resolve()),
-        "dataset_sha256": index_sha256(data_dir),
         "split": split,
         "limit": None,
         "profile": profile,

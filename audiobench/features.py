@@ -2,8 +2,9 @@
 
 A feature is named by what produced it (`<role>-<weights hash>-<kind>`) and keyed by the
 content hash of its input, so renamed files hit the cache and new weights never meet old
-features. Generated images are cached in the run (`RUN/features/`); dataset inputs (audio
-windows, reference frames, class names) in audiobench's cache, shared by every run.
+features. Every feature, of generated images and of dataset inputs alike, lives in audiobench's
+own cache, never in a run folder: a run folder may come from a stranger, and features planted
+in it would decide the metrics unseen.
 
 Each missing input is decoded once for all the models that need it; decoding and preprocessing
 run on all cores, one batch ahead of the models.
@@ -149,43 +150,37 @@ class Features:
         self,
         zoo: ModelZoo,
         batch_size: int,
-        run_cache: Path | None = None,
         processes: Processes = SINGLE,
-        shared_cache: Path | None = None,
+        cache: Path | None = None,
     ) -> None:
-        """`run_cache` holds the features of a run's generated images, `shared_cache` those of
-        dataset inputs (default: audiobench's cache). With several `processes`, each computes
-        its share of the batches and all read the union from disk."""
+        """`cache` holds the features (default: audiobench's cache). With several `processes`,
+        each computes its share of the batches and all read the union from disk."""
         self.zoo = zoo
         self.processes = processes
-        self.run_cache = run_cache
-        self.shared_cache = shared_cache or cache_dir() / "features"
+        self.cache = cache or cache_dir() / "features"
         self.batch_size = batch_size
         self.used: set[str] = set()  # the cache names read or written (metrics.json records them)
-        self._caches: dict[tuple[Path, FeatureKind], FeatureCache] = {}
+        self._caches: dict[FeatureKind, FeatureCache] = {}
 
-    def of(self, inputs: InputSet, kinds: Sequence[FeatureKind], generated: bool) -> list:
-        """Features of every kind for one input set. Generated images are cached in the run
-        (or, without one, in the shared cache: keys are content hashes either way)."""
-        folder = self.run_cache if generated and self.run_cache is not None else self.shared_cache
-        return self.compute(folder, inputs.keys, inputs.items, kinds, inputs.load, inputs.what)
+    def of(self, inputs: InputSet, kinds: Sequence[FeatureKind]) -> list:
+        """Features of every kind for one input set."""
+        return self.compute(inputs.keys, inputs.items, kinds, inputs.load, inputs.what)
 
     def texts(self, kind: FeatureKind, texts: list[str]) -> np.ndarray:
         """Text embeddings of names (the AIC match), cached by the text's hash."""
         keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
-        [values] = self.compute(self.shared_cache, keys, texts, [kind], list, "names")
+        [values] = self.compute(keys, texts, [kind], list, "names")
         return values
 
-    def _cache(self, folder: Path, kind: FeatureKind) -> FeatureCache:
-        if (folder, kind) not in self._caches:
+    def _cache(self, kind: FeatureKind) -> FeatureCache:
+        if kind not in self._caches:
             name = f"{self.zoo.fingerprint(kind.role)}-{kind.kind}-{feature_version(kind)}"
             self.used.add(name)
-            self._caches[folder, kind] = FeatureCache(folder, name)
-        return self._caches[folder, kind]
+            self._caches[kind] = FeatureCache(self.cache, name)
+        return self._caches[kind]
 
     def compute(
         self,
-        folder: Path,
         keys: list[str],
         inputs: Sequence[Any],
         kinds: Sequence[FeatureKind],
@@ -198,7 +193,7 @@ class Features:
         missing is computed whole: every feature always comes from the same batch, so an
         evaluation resumed after a kill gives the bits of an uninterrupted one.
         """
-        caches = [self._cache(folder, kind) for kind in kinds]
+        caches = [self._cache(kind) for kind in kinds]
         missing = [set(cache.missing(keys)) for cache in caches]
         distinct = list(dict(zip(keys, inputs, strict=True)).items())
         batches = [
@@ -223,7 +218,7 @@ class Features:
         if self.processes.size > 1:  # read what the other processes computed
             self.processes.wait()
             self._caches.clear()
-            caches = [self._cache(folder, kind) for kind in kinds]
+            caches = [self._cache(kind) for kind in kinds]
         return [cache.get(keys) for cache in caches]
 
 

@@ -7,19 +7,21 @@ from the metric plugins. Rows: the reference frames first, then text toplines, t
 audio-conditioned methods in the order given; the best value of each column among the
 audio-conditioned methods is bold. Metrics that compare with the reference frames mean nothing
 for the frames themselves, so those cells of the reference row are dashes. A report with any
-random-weights run carries a warning that its numbers mean nothing.
+random-weights run carries a warning that its numbers mean nothing. Method names and labels
+come from whoever made the runs, so every table and figure escapes them (audiobench.escaping).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audiobench import escaping
 from audiobench.errors import AudiobenchError
 from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of
 from audiobench.profiles import RANDOM_PROFILES
@@ -28,16 +30,25 @@ from audiobench.store import RunDirectory, read_json
 KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
 
 
-def random_weights_warning(rows: list[Row]) -> str | None:
-    """The warning for a report with a run of a random-weights profile (`tiny`,
-    `paper-random`), whose numbers mean nothing; None when every run used real weights."""
+def report_warnings(rows: list[Row]) -> dict[str, str]:
+    """What a reader must know before trusting the table, short form (a LaTeX caption's) to
+    full text: a run of a random-weights profile (`tiny`, `paper-random`), whose numbers mean
+    nothing, and runs evaluated on different datasets or splits (or a dataset edited in
+    between), whose numbers cannot be compared."""
+    found = {}
     profile = next((row.profile for row in rows if row.profile in RANDOM_PROFILES), None)
-    if profile is None:
-        return None
-    return (
-        f"Made with the {profile} profile (seeded random weights): these numbers are "
-        "meaningless and only show that the pipeline runs."
-    )
+    if profile is not None:
+        found["Random weights: the numbers are meaningless."] = (
+            f"Made with the {profile} profile (seeded random weights): these numbers are "
+            "meaningless and only show that the pipeline runs."
+        )
+    datasets = sorted({row.dataset for row in rows if row.dataset is not None})
+    if len(datasets) > 1:
+        found["Runs evaluated on different datasets or splits: not comparable."] = (
+            f"The runs were evaluated on {len(datasets)} different datasets or splits "
+            f"({'; '.join(datasets)}): their numbers are not comparable."
+        )
+    return found
 
 
 FORMATS = ("markdown", "latex", "html")
@@ -54,6 +65,7 @@ class Row:
     conditioning: str
     profile: str
     metrics: dict[str, Any]
+    dataset: str | None = None  # split and dataset hashes it was evaluated on; None if unknown
 
     def cell(self, metric: str) -> dict[str, Any] | None:
         plugin = discover_metrics().get(metric)
@@ -95,9 +107,18 @@ def load_rows(run_dirs: list[Path]) -> list[Row]:
                 conditioning=method_class.conditioning if method_class else "audio",
                 profile=metrics.get("profile", record.get("profile", "unknown")),
                 metrics=metrics["metrics"],
+                dataset=_evaluated_dataset(record, metrics),
             )
         )
     return sorted(rows, key=lambda row: KIND_ORDER.get(row.conditioning, 2))
+
+
+def _evaluated_dataset(record: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """`split, index <hash>, inputs <hash>` of the dataset the metrics were computed on (from
+    metrics.json; run.json's for evaluations that did not record it)."""
+    dataset = metrics.get("dataset") or record
+    index, inputs = (str(dataset.get(key, "?"))[:8] for key in ("dataset_sha256", "inputs_sha256"))
+    return f"{dataset.get('split', record.get('split', '?'))}, index {index}, inputs {inputs}"
 
 
 def published_rows(board: dict[str, Any]) -> list[Row]:
@@ -160,12 +181,15 @@ def best_values(rows: list[Row], columns: list[Column]) -> dict[str, float]:
     return best
 
 
-def _cells(rows: list[Row], columns: list[Column], with_ci: bool, bold: str) -> list[list[str]]:
-    """Text of every cell; `bold` is a format string such as '**{}**'."""
+def _cells(
+    rows: list[Row], columns: list[Column], with_ci: bool, bold: str, escape: Callable[[str], str]
+) -> list[list[str]]:
+    """Text of every cell in one format: `bold` is a format string such as '**{}**' and
+    `escape` that format's escaping of the row names (the only cells audiobench did not write)."""
     best = best_values(rows, columns)
     table = []
     for row in rows:
-        cells = [row.name]
+        cells = [escape(row.name)]
         for column in columns:
             result = row.cell(column.metric)
             if result is None:
@@ -184,46 +208,38 @@ def _cells(rows: list[Row], columns: list[Column], with_ci: bool, bold: str) -> 
     return table
 
 
-def _header(columns: list[Column], arrows: tuple[str, str]) -> list[str]:
+def _header(
+    columns: list[Column], arrows: tuple[str, str], escape: Callable[[str], str]
+) -> list[str]:
+    """Header cells in one format: labels escaped (a plugin names its own label), `arrows`
+    already written in that format."""
+    up, down = arrows
     return [
-        "Method",
-        *(f"{c.label} {arrows[0] if c.higher_is_better else arrows[1]}" for c in columns),
-        "N",
+        escape("Method"),
+        *(f"{escape(c.label)} {up if c.higher_is_better else down}" for c in columns),
+        escape("N"),
     ]
 
 
 def markdown(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = None) -> str:
     columns = table_columns(rows, metrics)
-    header = [markdown_escape(cell) for cell in _header(columns, ("↑", "↓"))]
+    header = _header(columns, ("↑", "↓"), escaping.markdown_cell)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    body = _cells(rows, columns, with_ci, "**{}**")
-    lines += ["| " + " | ".join([markdown_escape(cells[0]), *cells[1:]]) + " |" for cells in body]
+    body = _cells(rows, columns, with_ci, "**{}**", escaping.markdown_cell)
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     text = "\n".join(lines) + "\n"
-    warning = random_weights_warning(rows)
-    return (f"> **Warning**: {warning}\n\n" + text) if warning else text
-
-
-def markdown_escape(text: str) -> str:
-    """A cell that cannot break the table or inject markup: pipes, backslashes, emphasis,
-    links and HTML are escaped; newlines become spaces."""
-    text = " ".join(str(text).split())
-    for character in "\\`*_[]<>|#":
-        text = text.replace(character, "\\" + character)
-    return text
+    warnings_ = "".join(
+        f"> **Warning**: {escaping.markdown_cell(warning)}\n\n"
+        for warning in report_warnings(rows).values()
+    )
+    return warnings_ + text
 
 
 def latex(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = None) -> str:
     """A booktabs table (needs \\usepackage{booktabs})."""
     columns = table_columns(rows, metrics)
-    header = [_latex_escape(cell) for cell in _header(columns, ("\0up\0", "\0down\0"))]
-    header = [
-        cell.replace("\0up\0", r"$\uparrow$").replace("\0down\0", r"$\downarrow$")
-        for cell in header
-    ]
-    body = [
-        [_latex_escape(cells[0]), *cells[1:]]
-        for cells in _cells(rows, columns, with_ci, r"\textbf{{{}}}")
-    ]
+    header = _header(columns, (r"$\uparrow$", r"$\downarrow$"), escaping.latex_text)
+    body = _cells(rows, columns, with_ci, r"\textbf{{{}}}", escaping.latex_text)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
@@ -235,30 +251,11 @@ def latex(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = No
         r"\bottomrule",
         r"\end{tabular}",
         r"\caption{Audio-to-image results on VGGSound (audiobench)."
-        + (
-            r" \textbf{Random weights: the numbers are meaningless.}"
-            if random_weights_warning(rows)
-            else ""
-        )
+        + "".join(rf" \textbf{{{caption}}}" for caption in report_warnings(rows))
         + "}",
         r"\end{table}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for character, escaped in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("$", r"\$"),
-        ("#", r"\#"),
-        ("_", r"\_"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-    ):
-        text = text.replace(character, escaped)
-    return text
 
 
 def html_report(
@@ -270,20 +267,22 @@ def html_report(
 ) -> str:
     """One self-contained page: the table, every figure embedded as a PNG, extra tables."""
     columns = table_columns(rows, metrics)
-    header = "".join(f"<th>{html.escape(cell)}</th>" for cell in _header(columns, ("↑", "↓")))
+    escape = escaping.html_text
+    header = "".join(f"<th>{cell}</th>" for cell in _header(columns, ("↑", "↓"), escape))
     body = "".join(
-        "<tr>" + "".join(f"<td>{_html_cell(cell)}</td>" for cell in cells) + "</tr>"
-        for cells in _cells(rows, columns, with_ci, "\0{}\0")
+        "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+        for cells in _cells(rows, columns, with_ci, "<b>{}</b>", escape)
     )
-    message = random_weights_warning(rows)
-    warning = f'<p class="warning">{html.escape(message)}</p>' if message else ""
+    warning = "".join(
+        f'<p class="warning">{escape(text)}</p>' for text in report_warnings(rows).values()
+    )
     images = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
+        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}"><figcaption>{escape(name)}</figcaption></figure>'
         for name, data in figures.items()
     )
     extra = "".join(
-        f"<h2>{html.escape(title)}</h2>{frame.to_html(float_format=lambda v: f'{v:.1f}')}"
+        f"<h2>{escape(title)}</h2>{frame.to_html(float_format=lambda v: f'{v:.1f}')}"
         for title, frame in (tables or {}).items()
         if frame is not None
     )
@@ -296,11 +295,6 @@ def html_report(
         f"{warning}<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
         f"{images}{extra}</body></html>\n"
     )
-
-
-def _html_cell(text: str) -> str:
-    parts = html.escape(text).split("\0")
-    return "".join(f"<b>{part}</b>" if index % 2 else part for index, part in enumerate(parts))
 
 
 def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
@@ -332,9 +326,9 @@ def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
             axis.set_xticks([])
             axis.set_yticks([])
             if c == 0:
-                axis.set_ylabel(row.name, fontsize=8)
+                axis.set_ylabel(escaping.plot_text(row.name), fontsize=8)
             if r == len(ordered) - 1:
-                axis.set_xlabel(labels[c], fontsize=8)
+                axis.set_xlabel(escaping.plot_text(labels[c]), fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -405,14 +399,14 @@ def spectrogram_pairs(row: Row, samples: int = 4) -> bytes:
         sample = index[sample_id]
         power = mel(torch.from_numpy(sample.read_audio())).numpy()
         axes[r][0].imshow(np.log(power + 1e-6), origin="lower", aspect="auto", cmap="magma")
-        axes[r][0].set_ylabel(sample.label, fontsize=8)
+        axes[r][0].set_ylabel(escaping.plot_text(sample.label), fontsize=8)
         with Image.open(RunDirectory(row.run_dir).image_path(sample_id)) as image:
             axes[r][1].imshow(image.convert("RGB"))
         for axis in axes[r]:
             axis.set_xticks([])
             axis.set_yticks([])
     axes[0][0].set_title("audio (log-mel)", fontsize=9)
-    axes[0][1].set_title(row.name, fontsize=9)
+    axes[0][1].set_title(escaping.plot_text(row.name), fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

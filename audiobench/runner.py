@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from audiobench import __version__
-from audiobench.data import Sample, index_sha256, load_index
+from audiobench.data import Sample, index_sha256, input_hashes, load_index
 from audiobench.distributed import Processes, join, main_holds_lock, on_main
 from audiobench.environment import default_dtype, git_commit, hardware, package_versions
 from audiobench.errors import AudiobenchError, SampleError
@@ -32,7 +33,7 @@ from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import files_sha256
 from audiobench.progress import progress_bar
 from audiobench.registry import Method, MethodContext, build_config, get_method
-from audiobench.store import RunDirectory, atomic_write_parquet, images_digest, make_directory
+from audiobench.store import RunDirectory, atomic_write_parquet, hashes_digest, make_directory
 
 RUN_SCHEMA_VERSION = 1
 # run.json keys that must match for a restarted run to continue an existing directory.
@@ -47,8 +48,19 @@ IDENTITY_KEYS = (
     "batch_size",
     "checkpoint",
     "dtype",
+    "weights",
 )
-SAMPLE_COLUMNS = ("id", "label", "status", "error", "image", "image_sha256", "seed", "seconds")
+SAMPLE_COLUMNS = (
+    "id",
+    "label",
+    "status",
+    "error",
+    "image",
+    "image_sha256",
+    "input_sha256",  # of the sample's label, audio window, audio and frame (`input_hashes`)
+    "seed",
+    "seconds",
+)
 
 
 @dataclass
@@ -100,19 +112,23 @@ def execute(settings: RunSettings) -> RunSummary:
     config = build_config(method_class, settings.options)
     processes, device = join(settings.device)
     options = LoadOptions(device=device, dtype=default_dtype(device))
-    identity = _identity(settings, config, options)
     zoo = ModelZoo(settings.profile, options, settings.weights_dir)
     zoo.require(method_class.roles)
+    hashes = input_hashes(samples)
+    identity = _identity(settings, config, hashes, zoo, method_class.roles)
     run = RunDirectory(make_directory(Path(settings.out)) / run_name(settings))
     make_directory(run.path)
     with main_holds_lock(run.path, processes):
-        previous = on_main(processes, lambda: _open(run, identity, samples))
+        previous = on_main(processes, lambda: _open(run, identity, samples, hashes))
         method = method_class(config)
         method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint, processes))
-        record = _run_record(settings, identity, previous, zoo, device, processes)
+        record = {
+            **_run_record(settings, identity, previous, zoo, device, processes),
+            "inputs_sha256": hashes_digest(hashes),
+        }
         if processes.is_main:
             run.write_run(record)
-        summary = _generate_all(method, samples, settings, run, processes)
+        summary = _generate_all(method, samples, hashes, settings, run, processes)
         if processes.is_main:
             run.write_run({**record, "images": recorded_images(run)})
         return summary
@@ -124,19 +140,49 @@ def recorded_images(run: RunDirectory) -> dict[str, Any]:
     table = run.read_samples()
     finished = table[table.status == "ok"] if table is not None else table
     hashes = {} if finished is None else dict(zip(finished.id, finished.image_sha256, strict=True))
-    return {"count": len(hashes), "sha256": images_digest(hashes)}
+    return {"count": len(hashes), "sha256": hashes_digest(hashes)}
 
 
-def _open(run: RunDirectory, identity: dict, samples: list[Sample]) -> dict | None:
+def _open(
+    run: RunDirectory, identity: dict, samples: list[Sample], hashes: dict[str, str]
+) -> dict | None:
     """Create or reopen the run directory; its previous run.json, if any."""
     run.create()
     previous = run.read_run()
     _check_same_run(run, previous, identity)
-    _merge_parts(run, samples)  # of a killed multi-process session
+    records = _merge_parts(run, samples)  # of a killed multi-process session
+    _check_same_inputs(run, records, hashes)
     return previous
 
 
-def _identity(settings: RunSettings, config: Any, options: LoadOptions) -> dict[str, Any]:
+def _check_same_inputs(run: RunDirectory, records: dict[str, dict], hashes: dict[str, str]) -> None:
+    """Refuse to continue a run whose finished samples' inputs changed since their images were
+    made (the run would mix images of two datasets); failed samples are simply retried."""
+    changed = [
+        sample_id
+        for sample_id, row in records.items()
+        if row["status"] == "ok"
+        and isinstance(row.get("input_sha256"), str)
+        and row["input_sha256"] != hashes.get(sample_id)
+    ]
+    if changed:
+        raise AudiobenchError(
+            f"{run.path}: the inputs (label, audio or frame) of {len(changed)} finished samples "
+            f"changed since their images were made, e.g. {', '.join(changed[:3])}; use another "
+            "--out for the dataset as it is now"
+        )
+
+
+def _identity(
+    settings: RunSettings,
+    config: Any,
+    hashes: dict[str, str],
+    zoo: ModelZoo,
+    roles: Sequence[str],
+) -> dict[str, Any]:
+    """What a run is: a restarted run continues a directory only when all of it is equal
+    (every role's weights hash included, so images of other weights are never mixed into one
+    run; the samples' inputs are checked one by one, `_check_same_inputs`)."""
     checkpoint = None
     if settings.checkpoint is not None:
         if not Path(settings.checkpoint).exists():
@@ -152,7 +198,8 @@ def _identity(settings: RunSettings, config: Any, options: LoadOptions) -> dict[
         "seed": settings.seed,
         "batch_size": settings.batch_size,
         "checkpoint": checkpoint,
-        "dtype": str(options.dtype).removeprefix("torch."),
+        "dtype": str(zoo.options.dtype).removeprefix("torch."),
+        "weights": {role: zoo.identify(role).sha256 for role in roles},
     }
 
 
@@ -197,6 +244,7 @@ def _run_record(
 def _generate_all(
     method: Method,
     samples: list[Sample],
+    hashes: dict[str, str],
     settings: RunSettings,
     run: RunDirectory,
     processes: Processes,
@@ -218,7 +266,8 @@ def _generate_all(
         for batch in mine:
             todo = [sample for sample in batch if sample.id not in done]
             if todo:
-                written = _generate_batch(method, batch, done, settings.seed, run, records)
+                stamp = partial(_record, run_seed=settings.seed, hashes=hashes)
+                written = _generate_batch(method, batch, done, stamp, run, records)
                 generated += written
                 _save_records(run, records, samples if processes.size == 1 else owned, processes)
             advance(len(todo))
@@ -245,26 +294,27 @@ def _generate_batch(
     method: Method,
     batch: Sequence[Sample],
     done: set[str],
-    run_seed: int,
+    stamp: Callable[..., dict[str, Any]],
     run: RunDirectory,
     records: dict[str, dict],
 ) -> int:
-    """Generate one batch whole and write the images not already on disk."""
+    """Generate one batch whole and write the images not already on disk; `stamp` makes a
+    sample's record (`_record` with the run's seed and the samples' input hashes)."""
     prepared: list[tuple[Sample, Any]] = []
     for sample in batch:
         try:
             prepared.append((sample, method.prepare(sample)))
         except SampleError as error:
-            records[sample.id] = _record(sample, run_seed, error=str(error))
+            records[sample.id] = stamp(sample, error=str(error))
     if not prepared:
         return 0
-    seeds = [sample_seed(run_seed, sample.id) for sample, _ in prepared]
+    seeds = [stamp(sample)["seed"] for sample, _ in prepared]
     start = time.perf_counter()
     try:
         images = method.generate([inputs for _, inputs in prepared], seeds)
     except SampleError as error:
         for sample, _ in prepared:
-            records[sample.id] = _record(sample, run_seed, error=str(error))
+            records[sample.id] = stamp(sample, error=str(error))
         return 0
     seconds = (time.perf_counter() - start) / len(prepared)
     if len(images) != len(prepared) or not all(isinstance(i, Image.Image) for i in images):
@@ -277,9 +327,7 @@ def _generate_batch(
         if sample.id in done:
             continue
         path, digest = run.write_image(sample.id, image)
-        records[sample.id] = _record(
-            sample, run_seed, image=path, image_sha256=digest, seconds=seconds
-        )
+        records[sample.id] = stamp(sample, image=path, image_sha256=digest, seconds=seconds)
         done.add(sample.id)
         written += 1
     return written
@@ -287,8 +335,9 @@ def _generate_batch(
 
 def _record(
     sample: Sample,
-    run_seed: int,
     *,
+    run_seed: int,
+    hashes: dict[str, str],
     error: str | None = None,
     image: str | None = None,
     image_sha256: str | None = None,
@@ -301,6 +350,7 @@ def _record(
         "error": error,
         "image": image,
         "image_sha256": image_sha256,
+        "input_sha256": hashes[sample.id],
         "seed": sample_seed(run_seed, sample.id),
         "seconds": seconds,
     }

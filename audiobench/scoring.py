@@ -58,7 +58,7 @@ def score_sets(
     for source in ("generated", "frames", "audio"):
         kinds = list(dict.fromkeys(k for m in metrics for k in m.inputs.get(source, ())))
         if kinds:
-            computed = features.of(getattr(sources, source), kinds, source == "generated")
+            computed = features.of(getattr(sources, source), kinds)
             vectors.update({(source, k): v for k, v in zip(kinds, computed, strict=True)})
     inputs = MetricInputs(
         sources.ids, vectors, sources.labels, features.texts, sources.paired, sources.reference
@@ -163,7 +163,7 @@ def _scored(
     _check_sources(metrics, sources)
     zoo = ModelZoo(profile, LoadOptions(resolve_device(device), torch.float32), weights_dir)
     zoo.require({role for metric in metrics for role in metric.roles()})
-    features = Features(zoo, batch_size, None, SINGLE)
+    features = Features(zoo, batch_size, SINGLE)
     results = score_sets(names, sources, features, ScoreSettings())
     return {
         name: {

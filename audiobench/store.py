@@ -163,6 +163,35 @@ def read_json(path: Path) -> Any:
         raise AudiobenchError(f"{path} is not valid JSON: {error}") from error
 
 
+def read_inside(path: Path, folder: Path) -> bytes:
+    """The bytes of `path`, a regular file that lies inside `folder` (which need not be where the
+    path starts: only where it ends up counts).
+
+    Run folders and datasets come from strangers, and what is read from them may be handed on
+    (human-eval sheets embed or copy their images), so a symbolic link named like an image could
+    publish /etc/passwd or a key. The file itself may not be a link (opened with O_NOFOLLOW, so
+    it cannot become one after the check), a linked folder on the way may not lead out of
+    `folder`, and a FIFO or device is refused before it is read (O_NONBLOCK: opening never
+    waits). Links that stay inside `folder` are fine: they can only show what it already holds.
+    """
+    path, folder = Path(path), Path(folder)
+    if path.is_symlink():
+        raise AudiobenchError(f"{path} is a symbolic link; refusing to read through it")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise AudiobenchError(f"{path} leads outside {folder}")
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise AudiobenchError(f"cannot read {path}: {error.strerror or error}") from error
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise AudiobenchError(f"{path} is not a regular file")
+        with open(descriptor, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(descriptor)
+
+
 class RunDirectory:
     """The files of one run: `run.json`, `samples.parquet`, `images/<sample_id>.png`."""
 
@@ -296,7 +325,8 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def images_digest(hashes: dict[str, str]) -> str:
-    """One sha256 for a set of images, from {sample id: image sha256}, independent of order."""
+def hashes_digest(hashes: dict[str, str]) -> str:
+    """One sha256 for a set of files, from {sample id: sha256}, independent of order (a run's
+    images, the inputs of its samples)."""
     lines = "".join(f"{sample_id} {digest}\n" for sample_id, digest in sorted(hashes.items()))
     return hashlib.sha256(lines.encode()).hexdigest()

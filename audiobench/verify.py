@@ -11,6 +11,7 @@ value and interval with `metrics.json`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import tempfile
@@ -22,11 +23,13 @@ import pandas as pd
 import torch
 
 from audiobench.concurrency import thread_map
+from audiobench.data import dataset_identity, input_hashes, load_index
 from audiobench.errors import AudiobenchError
+from audiobench.evaluation import DATASET_HASHES, EvaluateSettings, evaluate
 from audiobench.metrics.plugin import discover_metrics
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import registered_roles
-from audiobench.store import RunDirectory, file_sha256, images_digest, read_json
+from audiobench.store import RunDirectory, file_sha256, hashes_digest, read_json
 
 METRICS_FILE = "metrics.json"
 TOLERANCE = 1e-6  # metric values are written from float64; this only absorbs JSON rounding
@@ -50,17 +53,92 @@ def verify(run_dir: Path, recompute: bool = False) -> list[Finding]:
         raise AudiobenchError(f"{run.path} is not a run directory (no run.json or samples.parquet)")
     current = _image_hashes(run, table)
     findings = _check_images(run, table, current) + _check_run_digest(record, table)
+    findings += _check_planted(run)
+    dataset = _current_dataset(record)
+    findings += _check_dataset("run.json", record, dataset)
+    _register_roles(record)
     findings += _check_models("run.json", record.get("models", []))
     metrics_path = run.path / METRICS_FILE
     if metrics_path.is_file():
         metrics = read_json(metrics_path)
         findings += _check_metrics(metrics, table, current)
+        findings += _check_evaluated_dataset(metrics.get("dataset"), dataset)
         findings += _check_models(METRICS_FILE, metrics.get("models", []))
         if recompute:
             findings += _recomputed(run, metrics)
     elif recompute:
         findings.append(Finding("note", METRICS_FILE, "the run was never evaluated"))
     return findings
+
+
+# Folders audiobench never reads from a run, whose presence means someone put them there.
+PLANTED = ("features",)
+
+
+def _check_planted(run: RunDirectory) -> list[Finding]:
+    """Feature caches inside a run folder: never written there and never read (features live
+    in audiobench's own cache), but a sign that someone tried to decide the metrics."""
+    return [
+        Finding("drift", name, "a run folder holds no features: these were put there by hand")
+        for name in PLANTED
+        if (run.path / name).exists() or (run.path / name).is_symlink()
+    ]
+
+
+def _current_dataset(record: dict[str, Any]) -> dict[str, str] | Finding:
+    """The hashes of the run's dataset as it is now, or a note saying why they cannot be had."""
+    path = record.get("dataset")
+    try:
+        samples = load_index(Path(str(path)), str(record.get("split")))[: record.get("limit")]
+        return dataset_identity(Path(str(path)), input_hashes(samples))
+    except AudiobenchError as error:
+        return Finding("note", "dataset", f"not checked: {error}")
+
+
+def _check_dataset(
+    source: str, recorded: dict[str, Any], now: dict[str, str] | Finding
+) -> list[Finding]:
+    """The dataset's index and files against the hashes `source` recorded."""
+    if isinstance(now, Finding):
+        return [now]
+    changed = [key for key in DATASET_HASHES if key in recorded and recorded[key] != now[key]]
+    return [
+        Finding("drift", "dataset", f"{DATASET_HASHES[key]} changed since {source} was written")
+        for key in changed
+    ]
+
+
+def _check_evaluated_dataset(
+    evaluated: dict[str, Any] | None, now: dict[str, str] | Finding
+) -> list[Finding]:
+    if evaluated is None:
+        return [Finding("note", METRICS_FILE, "no dataset hashes (an older evaluation)")]
+    findings = []
+    if evaluated.get("changed_since_run"):
+        findings.append(
+            Finding(
+                "note",
+                "dataset",
+                "metrics.json was computed on a dataset that had changed since the run "
+                "(--allow-dataset-change)",
+            )
+        )
+    if not isinstance(now, Finding):
+        findings += _check_dataset(METRICS_FILE, evaluated, now)
+    return findings
+
+
+def _register_roles(record: dict[str, Any]) -> None:
+    """Import the run's method and every metric plugin, so the model roles they register (BEATs,
+    X-vector, unCLIP, ImageBind, VQGAN) are known and their weights checked, not skipped."""
+    from audiobench.registry import discover
+
+    method = discover().get(str(record.get("method")))
+    if method is not None:
+        # a method that fails to import leaves its roles unknown: each is then noted below
+        with contextlib.suppress(AudiobenchError):
+            method.load()
+    discover_metrics()
 
 
 def _finished(table: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +181,7 @@ def _check_run_digest(record: dict[str, Any], table: pd.DataFrame) -> list[Findi
         return [Finding("note", "run.json", "no image digest: the run has not finished")]
     finished = _finished(table)
     recorded = dict(zip(finished.id, finished.get("image_sha256", []), strict=False))
-    if images_digest(recorded) != images["sha256"] or len(recorded) != images["count"]:
+    if hashes_digest(recorded) != images["sha256"] or len(recorded) != images["count"]:
         return [Finding("drift", "samples.parquet", "image records differ from run.json's digest")]
     return []
 
@@ -117,7 +195,7 @@ def _check_metrics(
     images = metrics.get("images")
     if images is None:
         findings.append(Finding("note", METRICS_FILE, "no image digest (an older evaluation)"))
-    elif None in seen.values() or images_digest(seen) != images["sha256"]:
+    elif None in seen.values() or hashes_digest(seen) != images["sha256"]:
         findings.append(Finding("drift", METRICS_FILE, "images changed after the evaluation"))
     recorded = metrics.get("metrics", {})
     for name, plugin in discover_metrics().items():
@@ -177,9 +255,8 @@ def _check_models(source: str, models: list[dict[str, Any]]) -> list[Finding]:
 
 
 def _recomputed(run: RunDirectory, metrics: dict[str, Any]) -> list[Finding]:
-    """Evaluate a copy of the run from scratch (no cached embedding at all) and compare."""
-    from audiobench.evaluation import EvaluateSettings, evaluate
-
+    """Evaluate a copy of the run from scratch (no cached embedding at all) and compare (on
+    the dataset as it is now: a change since the run is reported on its own)."""
     results = metrics["metrics"]
     recorded = metrics.get("settings", {})
     with tempfile.TemporaryDirectory() as folder:
@@ -198,6 +275,7 @@ def _recomputed(run: RunDirectory, metrics: dict[str, Any]) -> list[Finding]:
                 n_resamples=metrics["bootstrap"]["resamples"],
                 set_resamples=recorded.get("set_resamples", 100),
                 no_cache=True,
+                allow_dataset_change=True,
             )
         )
     findings = []

@@ -19,13 +19,13 @@ models but not importing Python packages.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile
+from PIL import Image
 
 from audiobench.data import SAMPLE_RATE, write_index
 from audiobench.data.demo import CLASSES, synthetic_clip
@@ -83,6 +83,15 @@ def make_run(root: Path, count: int) -> Path:
     return run.path
 
 
+def _reencode_images(run_dir: Path) -> None:
+    """New files with the same pixels: their content hashes, and so their cache keys, are new
+    (what another method's run is to the feature cache), while the scores stay comparable."""
+    for path in sorted(RunDirectory(run_dir).images_dir.glob("*.png")):
+        with Image.open(path) as image:
+            pixels = image.copy()
+        pixels.save(path, compress_level=0)
+
+
 def audiobench_scores(run_dir: Path) -> dict[str, float]:
     from audiobench.evaluation import EvaluateSettings, evaluate
 
@@ -106,7 +115,7 @@ def run(quick: bool) -> dict:
         scores, results = [], []
         for name, function in sides.items():
             if "new run" in name:
-                shutil.rmtree(run_dir / "features")
+                _reencode_images(run_dir)
             (values, seconds), rss = in_own_process(timed_call, IMPORTS, function, run_dir)
             scores.append(values)
             results.append(Measurement(name, count, seconds, rss))

@@ -94,7 +94,11 @@ def test_unreadable_images_are_excluded_from_evaluation_with_the_reason(broken_r
         target = run_copy / "images" / f"{victim.id}.png"
     target.write_bytes(b"\x89PNG broken")
     before = (run_copy / "samples.parquet").read_bytes()
-    report = evaluate(EvaluateSettings(run_copy, metrics=("iis",), data_dir=data_copy))
+    # a frame broken after the run is a changed dataset: scored only when allowed
+    settings = EvaluateSettings(
+        run_copy, metrics=("iis",), data_dir=data_copy, allow_dataset_change=broken == "frame"
+    )
+    report = evaluate(settings)
     reasons = {item["id"]: item["reason"] for item in report["excluded"]}
     assert str(target) in reasons[victim.id] and "unreadable image" in reasons[victim.id]
     assert report["metrics"]["iis"]["n"] == len(good) - 1

@@ -43,7 +43,7 @@ def sd_metrics(runs):
 
 def copy_run(run_dir, tmp_path):
     copy = tmp_path / run_dir.name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("features", "metrics.json"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("metrics.json"))
     return copy
 
 
@@ -97,10 +97,11 @@ def test_second_evaluation_computes_nothing(runs, sd_metrics, monkeypatch):
         assert again["metrics"][name]["ci95"] == result["ci95"]
 
 
-def test_corrupt_cache_shard_is_recomputed_not_trusted(runs, sd_metrics, tmp_path):
+def test_corrupt_cache_shard_is_recomputed_not_trusted(runs, sd_metrics, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOBENCH_CACHE", str(tmp_path / "cache"))
     copy = copy_run(runs["sd-text"], tmp_path)
     first = evaluate(EvaluateSettings(copy, metrics=("ais",)))
-    shards = list((copy / "features").rglob("*.npz"))
+    shards = list((tmp_path / "cache" / "features").rglob("*.npz"))
     assert shards
     for shard in shards:
         shard.write_bytes(shard.read_bytes()[:40])  # truncated
@@ -132,12 +133,13 @@ def test_unreadable_audio_and_frames_exclude_their_samples(runs, demo_dir, tmp_p
     samples[0].audio_path.write_bytes(b"RIFF broken")
     samples[1].frame_path.unlink()
     copy = copy_run(runs["sd-text"], tmp_path)
-    result = evaluate(EvaluateSettings(copy, metrics=("ais", "iis"), data_dir=data))
+    damaged = {"data_dir": data, "allow_dataset_change": True}  # damaged after the run
+    result = evaluate(EvaluateSettings(copy, metrics=("ais", "iis"), **damaged))
     reasons = {item["id"]: item["reason"] for item in result["excluded"]}
     assert "unreadable audio" in reasons[samples[0].id]
     assert "image file missing" in reasons[samples[1].id]
     assert result["metrics"]["ais"]["n"] == 10
-    aic_only = evaluate(EvaluateSettings(copy, metrics=("aic",), data_dir=data))
+    aic_only = evaluate(EvaluateSettings(copy, metrics=("aic",), **damaged))
     assert aic_only["n_evaluated"] == 12  # AIC needs neither the audio nor the frame
 
 

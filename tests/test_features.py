@@ -48,20 +48,20 @@ KINDS = [FeatureKind("double", "scaled"), FeatureKind("triple", "scaled")]
 
 
 def test_kinds_with_one_prepare_key_share_each_batch(calls, tmp_path):
-    numbers = Features(NamedModels(), batch_size=2)
+    numbers = Features(NamedModels(), batch_size=2, cache=tmp_path)
     values = numbers.compute(
-        tmp_path, ["a", "b", "c"], [1.0, 2.0, 3.0], [*KINDS, FeatureKind("x", "shifted")], list, ""
+        ["a", "b", "c"], [1.0, 2.0, 3.0], [*KINDS, FeatureKind("x", "shifted")], list, ""
     )
     assert calls == ["column", "own", "column", "own"]  # 2 batches; 'scaled' prepared once each
     np.testing.assert_array_equal(np.hstack(values), [[2, 3, 2], [4, 6, 3], [6, 9, 4]])
 
 
 def test_only_batches_with_missing_features_are_prepared_again(calls, tmp_path):
-    numbers = Features(NamedModels(), batch_size=2)
-    first = numbers.compute(tmp_path, ["a", "b"], [1.0, 2.0], KINDS, list, "")
+    numbers = Features(NamedModels(), batch_size=2, cache=tmp_path)
+    first = numbers.compute(["a", "b"], [1.0, 2.0], KINDS, list, "")
     calls.clear()
-    again = Features(NamedModels(), batch_size=2).compute(
-        tmp_path, ["a", "b", "c", "a"], [1.0, 2.0, 3.0, 1.0], KINDS, list, ""
+    again = Features(NamedModels(), batch_size=2, cache=tmp_path).compute(
+        ["a", "b", "c", "a"], [1.0, 2.0, 3.0, 1.0], KINDS, list, ""
     )
     assert calls == ["column"]  # the cached batch [a, b] is read, [c] is computed
     np.testing.assert_array_equal(again[0][:2], first[0])

@@ -14,6 +14,7 @@ from audiobench import leaderboard
 from audiobench.errors import AudiobenchError
 from audiobench.report import html_report, latex, load_rows, markdown, qualitative_grid
 from audiobench.store import png_bytes
+from tests.media import compile_latex
 
 VALUES = {  # method -> (aic, fid, ais, iis)
     "reference": (54.0, 0.0, 50.0, 100.0),
@@ -108,9 +109,9 @@ def test_bold_goes_to_the_best_audio_row_for_up_and_down_metrics(tmp_path):
 def test_intervals_and_latex_escaping(tmp_path, runs):
     text = markdown(load_rows(runs[:2]), with_ci=True)
     assert "| SD (text labels) | 70.00 [69.00, 71.00] |" in text
-    from audiobench.report import _latex_escape
+    from audiobench.escaping import latex_text
 
-    assert _latex_escape("50% of A&B_c") == r"50\% of A\&B\_c"
+    assert latex_text("50% of A&B_c") == r"50\% of A\&B\_c"
 
 
 def test_latex_is_balanced(runs):
@@ -134,6 +135,24 @@ def test_random_weight_runs_carry_a_warning_everywhere(tmp_path, profile):
 def test_paper_runs_carry_no_warning(tmp_path):
     rows = load_rows([make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile="paper")])
     assert "Warning" not in markdown(rows) and "meaningless" not in latex(rows)
+
+
+def test_runs_evaluated_on_different_datasets_or_splits_carry_a_warning(runs):
+    def evaluated_on(run_dir, split, index):
+        path = run_dir / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["dataset"] = {"split": split, "dataset_sha256": index, "inputs_sha256": "ab" * 32}
+        path.write_text(json.dumps(metrics))
+
+    for run_dir in runs:
+        evaluated_on(run_dir, "test", "1" * 64)
+    assert "Warning" not in markdown(load_rows(runs))
+    evaluated_on(runs[0], "test", "2" * 64)  # the same split of an edited dataset
+    rows = load_rows(runs)
+    assert "evaluated on 2 different datasets or splits" in markdown(rows)
+    assert "index 22222222" in markdown(rows) and "index 11111111" in markdown(rows)
+    assert r"\textbf{Runs evaluated on different datasets or splits" in latex(rows)
+    assert html_report(rows, False, {}).count('class="warning"') == 1
 
 
 def test_html_is_self_contained_with_the_grid(runs):
@@ -191,7 +210,7 @@ def test_leaderboard_refuses_tiny_runs_and_bad_files(tmp_path):
         leaderboard.add_runs(tmp_path / "board.json", [tiny])
     assert len(leaderboard.add_runs(tmp_path / "board.json", [tiny], force=True)["rows"]) == 7
     (tmp_path / "bad.json").write_text(json.dumps({"schema_version": 1, "rows": [{"x": 1}]}))
-    with pytest.raises(AudiobenchError, match="not a valid leaderboard: row 0 lacks"):
+    with pytest.raises(AudiobenchError, match=r"not a valid leaderboard: rows\[0\] lacks"):
         leaderboard.load(tmp_path / "bad.json")
 
 
@@ -232,20 +251,9 @@ def test_html_report_on_real_tiny_runs(demo_dir, tmp_path, cli):
     shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)"
 )
 def test_latex_compiles_with_pdflatex(runs, tmp_path):
-    import subprocess
-
     document = (
         r"\documentclass{article}\usepackage{booktabs}\begin{document}"
         + latex(load_rows(runs))
         + r"\end{document}"
     )
-    (tmp_path / "table.tex").write_text(document)
-    result = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert (tmp_path / "table.pdf").stat().st_size > 1000
+    assert compile_latex(tmp_path, document).stat().st_size > 1000

@@ -177,6 +177,21 @@ def test_different_settings_in_the_same_directory_are_refused(sd_run, demo_dir, 
     assert code == 2 and "different batch_size" in err
 
 
+def test_another_batch_size_gives_the_same_images_up_to_float_rounding(sd_run, demo_dir, tmp_path):
+    """The README's claim: batch 2 and batch 1 give the same image per sample, a few values
+    at most one grey level apart (batched kernels sum in another order)."""
+    single = execute(settings(demo_dir, tmp_path, batch_size=1))
+    largest = 0
+    for name in image_digests(sd_run.run_dir):
+        with (
+            Image.open(sd_run.run_dir / "images" / name) as batched,
+            Image.open(single.run_dir / "images" / name) as alone,
+        ):
+            difference = np.abs(np.asarray(batched, int) - np.asarray(alone, int))
+        largest = max(largest, int(difference.max()))
+    assert largest <= 1
+
+
 def test_reference_run_reproduces_the_frames(demo_dir, tmp_path):
     summary = execute(settings(demo_dir, tmp_path, method="reference"))
     assert summary.ok == 12

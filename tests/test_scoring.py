@@ -15,9 +15,10 @@ from PIL import Image
 import audiobench
 from audiobench import store
 from audiobench.data import load_index
-from audiobench.evaluation import EvaluateSettings, evaluate
+from audiobench.evaluation import EvaluateSettings, evaluate, fresh_cache
 from audiobench.metrics import mmd
 from audiobench.models import zoo
+from audiobench.store import RunDirectory
 from tests.test_evaluation import make_run
 
 SET_METRICS = ("aic", "ais", "iis", "fid", "kid", "cmmd")
@@ -189,7 +190,7 @@ def test_no_cache_computes_everything_and_leaves_no_cache(run, evaluated, monkey
         EvaluateSettings(run, metrics=("ais", "fid"), profile="tiny", device="cpu", no_cache=True)
     )
     assert computed == {"clip_b32": 12, "wav2clip": 12, "inception": 24}
-    assert not (run / "features-fresh").exists()
+    assert not fresh_cache(RunDirectory(run)).exists() and not (run / "features").exists()
     for name in ("ais", "fid"):
         expected = evaluated["metrics"][name]["value"]  # float rounding of other batchings
         assert fresh["metrics"][name]["value"] == pytest.approx(expected, rel=1e-6)

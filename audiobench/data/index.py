@@ -9,15 +9,23 @@ format; nothing else in audiobench needs to know how a dataset was made.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from audiobench.concurrency import thread_map
 from audiobench.errors import AudiobenchError, SampleError
-from audiobench.store import SAMPLE_ID, atomic_write_parquet, make_directory
+from audiobench.store import (
+    SAMPLE_ID,
+    atomic_write_parquet,
+    file_sha256,
+    hashes_digest,
+    make_directory,
+)
 
 INDEX_FILE = "index.parquet"
 SAMPLE_RATE = 16_000
@@ -55,6 +63,33 @@ def write_index(data_dir: Path, rows: Iterable[dict]) -> Path:
 def index_sha256(data_dir: Path) -> str:
     """Content hash of the index: runs record it so results name the exact sample list."""
     return hashlib.sha256((Path(data_dir) / INDEX_FILE).read_bytes()).hexdigest()
+
+
+def input_hashes(samples: Sequence[Sample]) -> dict[str, str]:
+    """What each sample is, as one sha256: id, label, split, audio window and the bytes of its
+    audio and frame files (a missing file hashes as missing). Runs record them, so an audio
+    file or frame swapped after its image was made is noticed, not silently scored."""
+    audio = thread_map(_sha256_or_missing, [sample.audio_path for sample in samples])
+    frames = thread_map(_sha256_or_missing, [sample.frame_path for sample in samples])
+    hashes = {}
+    for sample, audio_hash, frame_hash in zip(samples, audio, frames, strict=True):
+        fields = [sample.id, sample.label, sample.split, sample.audio_start, sample.audio_end]
+        text = json.dumps([*fields, audio_hash, frame_hash])
+        hashes[sample.id] = hashlib.sha256(text.encode()).hexdigest()
+    return hashes
+
+
+def _sha256_or_missing(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "missing"
+
+
+def dataset_identity(data_dir: Path, hashes: dict[str, str]) -> dict[str, str]:
+    """What a run records about its dataset: the index's hash and one digest of its samples'
+    `input_hashes`; `evaluate` and `verify` compare both with the dataset as it is now."""
+    return {"dataset_sha256": index_sha256(data_dir), "inputs_sha256": hashes_digest(hashes)}
 
 
 def load_index(data_dir: Path, split: str | None = None) -> list[Sample]:
