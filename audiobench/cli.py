@@ -929,10 +929,11 @@ def human_ingest(
     Example: audiobench human-eval ingest ratings-*.csv --key sheets/key.csv --out ratings.csv
     """
     from audiobench.store import atomic_write_bytes
+    from human_eval.export import csv_bytes
     from human_eval.ingest import ingest
 
     result = ingest(responses, key, max_failed_checks)
-    atomic_write_bytes(out, result.ratings.to_csv(index=False).encode())
+    atomic_write_bytes(out, csv_bytes(result.ratings))
     dropped = ", ".join(result.dropped_raters) or "none"
     console.print(
         f"{out}: {len(result.ratings)} ratings; raters dropped by attention checks: {dropped}"
@@ -951,12 +952,11 @@ def human_analyze(
 
     Example: audiobench human-eval analyze ratings.csv --out analysis
     """
-    import pandas as pd
-
     from audiobench.store import atomic_write_bytes, atomic_write_json, make_directory
     from human_eval.analyze import analyze, plot, table
+    from human_eval.ingest import read_ratings
 
-    frame = pd.read_csv(ratings)
+    frame = read_ratings(ratings)
     result = analyze(frame)
     if out is not None:
         make_directory(out)

@@ -4,27 +4,40 @@ Every format shows one item at a time as (image, label) and asks for a 1-5 ratin
 the image shows the label (the paper's relevance question). Item ids are random, so nothing in a
 sheet names a method or a run; `key.csv` maps them back. Attention checks are reference frames
 shown with their true label (should be rated high) and with another class's label (low).
+
+Run folders and datasets may come from strangers and the sheets go to other strangers, so every
+image is checked before anything is written (see `_checked_image`), and every CSV cell that a
+spreadsheet would run as a formula is neutralised (see `neutralise`).
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
-import shutil
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from audiobench.data import load_index
 from audiobench.errors import AudiobenchError
-from audiobench.store import RunDirectory, atomic_write_bytes, make_directory
+from audiobench.store import RunDirectory, atomic_write_bytes, make_directory, read_inside
 
 FORMATS = ("html", "csv", "mturk", "labelstudio")
 KEY_FILE = "key.csv"
 QUESTION = "How well does the image show the sound's label?"
 ANCHORS = {1: "not at all", 2: "slightly", 3: "somewhat", 4: "well", 5: "perfectly"}
+# What audiobench writes (PNG) and what datasets' frames are (PNG or JPEG): shown by every
+# browser and crowd tool, whatever name or type the sheet gives them.
+IMAGE_FORMATS = ("PNG", "JPEG")
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection list: = + - @ tab CR), or one
+# that only looks neutralised (leading quotes before such a character); see `neutralise`.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Item:
     run_dir: str
     sample_id: str
     kind: str  # "rating", "check-true" (expect >= 4) or "check-wrong" (expect <= 2)
+    folder: str = ""  # what `image` may not leave: its run or dataset ("": the image's folder)
 
 
 def build_items(
@@ -73,6 +87,7 @@ def build_items(
                     str(run_dir),
                     sample_id,
                     "rating",
+                    str(run_dir),
                 )
             )
     items += _attention_checks(next(iter(tables.values()))[0], chosen, attention_checks, rng)
@@ -94,28 +109,79 @@ def _attention_checks(record: dict, chosen: list[str], count: int, rng) -> list[
         wrong = rng.choice([label for label in labels if label != sample.label])
         for label, kind in ((sample.label, "check-true"), (str(wrong), "check-wrong")):
             checks.append(
-                Item("", str(sample.frame_path), label, "attention-check", "", sample_id, kind)
+                Item(
+                    "",
+                    str(sample.frame_path),
+                    label,
+                    "attention-check",
+                    "",
+                    sample_id,
+                    kind,
+                    str(record["dataset"]),
+                )
             )
     return checks
 
 
 def export(items: list[Item], out: Path, output_format: str) -> Path:
-    """Write the key, the images and the sheet in one format; returns the sheet's path."""
+    """Write the key, the images and the sheet in one format; returns the sheet's path.
+
+    Every image is read and checked first, so a bad one stops the export before `out` is
+    touched; the checked bytes are what is written (the sources are not opened again)."""
     if output_format not in FORMATS:
         raise AudiobenchError(f"--format must be one of {', '.join(FORMATS)}")
+    images = {item.item_id: _checked_image(item) for item in items}
     out = make_directory(out)
-    images = make_directory(out / "images")
-    for item in items:
-        shutil.copyfile(item.image, images / f"{item.item_id}.png")
-    key = pd.DataFrame([asdict(item) for item in items]).drop(columns=["image"])
+    make_directory(out / "images")
+    for item_id, data in images.items():
+        atomic_write_bytes(out / "images" / f"{item_id}.png", data)
+    key = pd.DataFrame([asdict(item) for item in items]).drop(columns=["image", "folder"])
     atomic_write_bytes(out / KEY_FILE, csv_bytes(key))
     return _WRITERS[output_format](items, out)
 
 
+def _checked_image(item: Item) -> bytes:
+    """The bytes of an item's image, refused (naming the file) unless it is a regular file
+    inside its run or dataset, reached through no link out of it, and a real PNG or JPEG: the
+    sheets go to crowd workers, so whatever is read here is published."""
+    path = Path(item.image)
+    data = read_inside(path, Path(item.folder or path.parent))
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            image.verify()
+    except Image.UnidentifiedImageError as error:
+        raise AudiobenchError(f"{path} is not a PNG or JPEG image") from error
+    except Exception as error:  # PIL raises many types for damaged images
+        raise AudiobenchError(f"{path} is a damaged image ({error})") from error
+    return data
+
+
 def csv_bytes(table: pd.DataFrame) -> bytes:
-    """A table as UTF-8 CSV with CRLF line ends (RFC 4180). With pandas' default "\n" a value
-    holding a bare "\r" is written unquoted, and every CSV reader then splits the row there."""
-    return table.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
+    """A table as UTF-8 CSV with CRLF line ends (RFC 4180), every text cell neutralised.
+
+    CRLF: with pandas' default "\n" a value holding a bare "\r" is written unquoted, and every
+    CSV reader then splits the row there. Neutralised: labels, method names and ids come from
+    strangers' runs and datasets, and these files are opened in spreadsheets. Only text (object
+    or string) columns are: a number such as -3 is a value to a spreadsheet, not a formula, and a
+    prefix would turn it into text."""
+    safe = table.copy()
+    for column in table.select_dtypes(include=["object", "string"]).columns:
+        safe[column] = table[column].map(neutralise)
+    return safe.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
+
+
+def neutralise(value: object) -> object:
+    """A text that a spreadsheet would run as a formula, prefixed with "'" so it shows as text.
+
+    Texts that already start with quotes before such a character get one more, so that
+    `restore` undoes exactly this: "'=x" is written "''=x" and read back as "'=x", never "=x".
+    Anything else (a number, a missing value) is returned as it is."""
+    return f"'{value}" if isinstance(value, str) and _FORMULA.match(value) else value
+
+
+def restore(value: str) -> str:
+    """The text `neutralise` was given: one leading "'" removed where it added one."""
+    return value[1:] if _NEUTRALISED.match(value) else value
 
 
 def _write_html(items: list[Item], out: Path) -> Path:
@@ -131,7 +197,10 @@ def _write_html(items: list[Item], out: Path) -> Path:
             {
                 "id": item.item_id,
                 "label": item.label,
-                "image": base64.b64encode(Path(item.image).read_bytes()).decode(),
+                # the copies export checked and wrote, not the sources again
+                "image": base64.b64encode(
+                    (out / "images" / f"{item.item_id}.png").read_bytes()
+                ).decode(),
             }
             for item in items
         ],

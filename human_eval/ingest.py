@@ -5,6 +5,10 @@ rating`), MTurk results (`WorkerId`, `Input.item_id`, `Answer.rating` or one `An
 value) and Label Studio JSON exports. Ratings outside 1-5, items not in the key and duplicate
 (rater, item) pairs are refused with a message naming the file. Raters who fail more attention
 checks than allowed (a true label rated below 4, a wrong label above 2) are dropped and listed.
+
+The files export wrote itself (the key, the sheet) have their neutralised cells restored
+(`human_eval.export.restore`), so labels and ids come back exactly as they were; files made
+elsewhere (the form's download, MTurk results) are read as they are.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from audiobench.errors import AudiobenchError
+from human_eval.export import restore
 
 COLUMNS = ("rater", "item", "method", "sample", "label", "rating", "check")
 KEY_COLUMNS = ("item_id", "method", "sample_id", "label", "kind")
@@ -39,6 +44,8 @@ def read_responses(path: Path) -> pd.DataFrame:
     if {"WorkerId", "Input.item_id"} <= set(table.columns):
         return _mturk(table, path)
     if {"rater", "item_id", "rating"} <= set(table.columns):
+        if "image" in table.columns:  # export's sheet.csv (the form's download has no images)
+            table = _restored(table)
         return table[["rater", "item_id", "rating"]].rename(columns={"item_id": "item"})
     raise AudiobenchError(
         f"{path}: columns {', '.join(table.columns)} are not a known response "
@@ -153,7 +160,7 @@ def _read_key(path: Path) -> pd.DataFrame:
     """The export's key indexed by item id, refused (naming it) if it is not a usable key."""
     if not path.is_file():
         raise AudiobenchError(f"key file {path} does not exist")
-    key = read_table(path)
+    key = _restored(read_table(path))
     missing = [c for c in KEY_COLUMNS if c not in key.columns]
     if missing:
         raise AudiobenchError(f"{path} is not a key written by export: no {', '.join(missing)}")
@@ -161,3 +168,15 @@ def _read_key(path: Path) -> pd.DataFrame:
     if len(repeated):
         raise AudiobenchError(f"{path} lists item {repeated.iloc[0]} more than once")
     return key.set_index("item_id")
+
+
+def _restored(table: pd.DataFrame) -> pd.DataFrame:
+    """A table export wrote, every cell as it was before `csv_bytes` neutralised it."""
+    return table.map(restore)
+
+
+def read_ratings(path: Path) -> pd.DataFrame:
+    """The ratings table `ingest` wrote (with `csv_bytes`: formula-like texts neutralised), its
+    text cells restored and its numbers typed, for `analyze`."""
+    frame = pd.read_csv(path)
+    return frame.map(lambda value: restore(value) if isinstance(value, str) else value)
