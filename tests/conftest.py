@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "vggsound"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def isolated_environment(tmp_path_factory):
-    """Tests never read the user's caches or weights and never reach the network."""
-    home = tmp_path_factory.mktemp("home")
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never read the user's caches or weights and never reach the network. Set before
+    collection, because huggingface_hub reads its settings once, when a test module imports it."""
+    home = Path(tempfile.mkdtemp(prefix="audiobench-tests-"))
     os.environ["AUDIOBENCH_CACHE"] = str(home / "audiobench-cache")
     os.environ["HF_HOME"] = str(home / "hf")
     os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TORCH_HOME"] = str(home / "torch")
     os.environ.pop("AUDIOBENCH_WEIGHTS", None)
     os.environ["COLUMNS"] = "200"  # rich wraps tables to the terminal width (80 when piped)
-    return home
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -136,6 +138,17 @@ def test_weights_dir_from_environment(tmp_path, monkeypatch):
     folder = fake_sd_folder(tmp_path)
     monkeypatch.setenv("AUDIOBENCH_WEIGHTS", str(tmp_path))
     assert ModelZoo("paper", CPU).locate("sd") == folder
+
+
+def test_the_hub_caches_the_tests_see_are_their_own_and_offline():
+    """huggingface_hub reads its settings when first imported, during collection: conftest
+    must have set them by then, or `locate` would find the user's real downloads."""
+    from huggingface_hub import constants
+
+    home = Path(os.environ["AUDIOBENCH_CACHE"]).parent
+    assert constants.HF_HUB_OFFLINE
+    assert Path(constants.HF_HUB_CACHE).is_relative_to(home)
+    assert Path(os.environ["TORCH_HOME"]).is_relative_to(home)
 
 
 def test_paper_profile_never_falls_back_to_tiny(cli, demo_dir, tmp_path):

@@ -7,20 +7,26 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import subprocess
 import sys
 import types
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
 import yaml
 
 from audiobench.errors import AudiobenchError
-from audiobench.models import LoadOptions, ModelZoo
+from audiobench.models import LoadOptions, ModelZoo, classifier, clip, imagebind, inception
 from audiobench.models.checkpoints import load_state_dict
+from audiobench.models.clip import ClipEncoder
+from audiobench.models.imagebind import TINY_DIMS, ImageBindAudioEncoder, ImageBindVisionEncoder
 from audiobench.models.inventory import roles_in_use
 from audiobench.models.manifest import check_files, manifest_document, role_manifest
+from audiobench.models.zoo import modules_of, registered_roles
 from methods.audiotoken.embedder import AudioTokenEmbedder
 from methods.wav2clip_vqgan import TINY_DDCONFIG, VQGAN, load_taming_vqgan
 from tests.conftest import run_subprocess
@@ -79,6 +85,32 @@ def test_paper_random_builds_the_published_sizes():
     assert _parameters(role_manifest("imagebind_vision")[""]) == 632_829_440
     assert _parameters(role_manifest("clip_l14")["model"]) == 427_616_513
     assert _parameters(role_manifest("classifier")["model"], buffers) == 86_567_656
+
+
+_META_TENSORS_AFTER_THE_BEATS_MANIFEST = """
+import sys, torch
+import methods.audiotoken
+from audiobench.models.manifest import role_manifest
+role_manifest("beats")
+print([f"{name}.{attr}" for name, module in list(sys.modules.items()) if module is not None
+       for attr, value in list(vars(module).items())
+       if isinstance(value, torch.Tensor) and value.is_meta])
+"""
+
+
+def test_a_manifest_leaves_no_library_tensor_on_the_meta_device():
+    """A library first imported while a manifest is built on the meta device would keep the
+    tensors it makes at import time there for the whole process: BEATs' manifest, first in a
+    fresh interpreter, put torchaudio's Kaldi EPSILON there, and every fbank (ImageBind's and
+    BEATs' preprocessing) then failed. Afterwards no module holds a meta tensor."""
+    result = subprocess.run(
+        [sys.executable, "-c", _META_TENSORS_AFTER_THE_BEATS_MANIFEST],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_manifest_command_prints_components_for_pipelines(cli):
@@ -233,6 +265,9 @@ def test_a_truncated_checkpoint_is_still_called_truncated(tmp_path):
         load_state_dict(path)
 
 
+ROLES_SIZED_BY_THEIR_FILES = ("sd", "unclip", "beats", "xvector", "wav2clip", "vqgan")
+
+
 def test_paper_loaders_run_from_a_weights_folder(tmp_path):
     """The `paper` code paths of the roles whose loaders take their sizes from the files,
     fed files in the published formats: diffusers folders, BEATs' {'cfg', 'model'}, taming's
@@ -257,7 +292,7 @@ def test_paper_loaders_run_from_a_weights_folder(tmp_path):
     _lightning_checkpoint(weights / "vqgan", tiny.load("vqgan"))
 
     zoo = ModelZoo("paper", CPU, weights)
-    for role in ("sd", "unclip", "beats", "xvector", "wav2clip", "vqgan"):
+    for role in ROLES_SIZED_BY_THEIR_FILES:
         model = zoo.load(role)
         assert zoo.identify(role).path.startswith(str(weights)), role
     prompt = torch.zeros(1, 77, 32)
@@ -270,6 +305,91 @@ def test_paper_loaders_run_from_a_weights_folder(tmp_path):
     torch.testing.assert_close(zoo.load("wav2clip").embed([audio[0]]), paper_size.embed([audio[0]]))
     assert zoo.load("beats").layer_features(audio).shape[-1] == 3 * 16
     assert model is zoo.load("vqgan")
+
+
+def _clip_probe(encoder: ClipEncoder) -> torch.Tensor:
+    size = encoder.image_size
+    images = encoder.embed_pixels(torch.randn(2, 3, size, size))
+    return torch.cat([images, encoder.embed_texts(["a dog barks", "rain on a roof"])])
+
+
+# What each role computes on a fixed random input: features, embeddings or logits.
+PROBES: dict[str, Callable[[Any], torch.Tensor]] = {
+    "inception": lambda model: model.features(
+        torch.randint(256, (1, 3, 64, 64), dtype=torch.uint8)
+    ),
+    "imagebind_audio": lambda model: model.embed([torch.randn(32_000) * 0.1]),
+    "imagebind_vision": lambda model: model.embed_pixels(torch.randn(2, 3, 224, 224)),
+    "classifier": lambda model: model.model(torch.randn(2, 3, 224, 224)),
+    **dict.fromkeys(("clip_b32", "clip_l14", "clip_l14_336"), _clip_probe),
+}
+# Where the published files go (WEIGHTS/...), under their published names and formats. One
+# imagebind_huge.pth holds both branches, and the vision role takes the audio role's copy.
+PUBLISHED_FILES = {
+    "inception": f"inception/{inception.CHECKPOINT}",
+    "imagebind_audio": f"imagebind_audio/{imagebind.CHECKPOINT}",
+    "imagebind_vision": f"imagebind_audio/{imagebind.CHECKPOINT}",
+    "classifier": "classifier/model.safetensors",
+    "clip_b32": "clip_b32/open_clip_pytorch_model.bin",
+    "clip_l14": "clip_l14/open_clip_model.safetensors",
+    "clip_l14_336": "clip_l14_336/open_clip_model.safetensors",
+}
+
+
+def _probe(role: str, model: Any) -> torch.Tensor:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return PROBES[role](model)
+
+
+def test_paper_loaders_of_named_architectures_run_from_a_weights_folder(tmp_path, monkeypatch):
+    """The `paper` code paths of the roles whose architecture is fixed by name (open_clip's
+    and timm's model names, ImageBind huge's sizes, torch-fidelity's Inception), fed the tiny
+    models' weights as files with the published names and layouts, which must give exactly
+    the tiny models' outputs. The one call that fixes each architecture is handed the tiny
+    profile's sizes (Inception's tiny profile is already the published architecture); all
+    else runs as with the published files: locating, checking and reading each file, and the
+    libraries' own loading, key conversions and strict matching. With
+    `test_paper_loaders_run_from_a_weights_folder`, every registered role's `paper` path has
+    run, and a new role fails here until one of the two runs it."""
+    import open_clip
+    import timm
+    from safetensors.torch import save_file
+
+    assert {*ROLES_SIZED_BY_THEIR_FILES, *PROBES} == set(registered_roles())
+    tiny = ModelZoo("tiny", CPU)
+    files: dict[Path, dict[str, torch.Tensor]] = {}
+    for role, name in PUBLISHED_FILES.items():
+        [(_, module)] = modules_of(tiny.load(role))
+        files.setdefault(tmp_path / "weights" / name, {}).update(module.state_dict())
+    for path, state in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".safetensors":
+            save_file(state, path)
+        else:
+            torch.save(state, path)
+
+    for encoder in (ImageBindAudioEncoder, ImageBindVisionEncoder):
+        official = encoder.from_official_checkpoint
+        monkeypatch.setattr(encoder, "from_official_checkpoint", partial(official, **TINY_DIMS))
+    monkeypatch.setattr(timm, "create_model", partial(timm.create_model, **classifier.TINY_SIZE))
+    towers = {
+        model.spec.architecture: clip.tiny_towers(model.spec)
+        for model in map(tiny.load, PROBES)
+        if isinstance(model, ClipEncoder)
+    }
+    create_clip = open_clip.create_model
+    monkeypatch.setattr(
+        open_clip,
+        "create_model",
+        lambda name, **kwargs: create_clip(name, **kwargs, **towers[name]),
+    )
+
+    zoo = ModelZoo("paper", CPU, tmp_path / "weights")
+    for role in PROBES:
+        assert zoo.identify(role).path == str(tmp_path / "weights" / PUBLISHED_FILES[role])
+        assert torch.equal(_probe(role, zoo.load(role)), _probe(role, tiny.load(role))), role
+    assert zoo.load("classifier").model.pretrained_cfg["file"] == zoo.identify("classifier").path
 
 
 def test_models_fetch_without_a_network_lists_every_role_and_exits_1(tmp_path):

@@ -33,6 +33,8 @@ from audiobench.models.zoo import (
 ARCHITECTURE = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
 HUB_REPO = f"timm/{ARCHITECTURE}"
 _FILES = ("model.safetensors", "pytorch_model.bin")
+# ViT-B/16 32 wide and 2 blocks deep: the `tiny` profile's size (timm `create_model` kwargs)
+TINY_SIZE = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 @cache
@@ -92,10 +94,10 @@ def _load_paper(path: Path | None, options: LoadOptions) -> ImageClassifier:
 
 
 def _build_tiny(options: LoadOptions) -> ImageClassifier:
-    """ViT-B/16's architecture, 32 wide and 2 blocks deep, with the same transform and classes."""
+    """ViT-B/16's architecture at `TINY_SIZE`, with the same transform and classes."""
     import timm
 
-    model = timm.create_model(ARCHITECTURE, pretrained=False, embed_dim=32, depth=2, num_heads=2)
+    model = timm.create_model(ARCHITECTURE, pretrained=False, **TINY_SIZE)
     variance_preserving_init(model, nonlinearity="linear")
     return ImageClassifier(model, options)
 

@@ -54,6 +54,7 @@ class ClipEncoder:
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
         self.model = model.to(options.device).eval()
+        self.spec = spec
         self.image_size = spec.image_size
         if spec.cmmd:
             self.preprocess = partial(cmmd_pixels, size=spec.image_size)
@@ -135,20 +136,30 @@ def _load_paper(spec: ClipSpec, path: Path | None, options: LoadOptions) -> Clip
     return ClipEncoder(spec, model, open_clip.get_tokenizer(spec.architecture), options)
 
 
-def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
-    """The CLIP architecture (ViT image tower, text transformer) 64 wide and 2 layers deep."""
-    import open_clip
-    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+def tiny_towers(spec: ClipSpec) -> dict[str, Any]:
+    """The tiny profile's image and text towers, 64 wide and 2 layers deep, with the spec's
+    patch and image sizes: `vision_cfg` and `text_cfg` as open_clip's `CLIP` and
+    `create_model` take them."""
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
-    vision = CLIPVisionCfg(
-        layers=2,
-        width=64,
-        head_width=32,
-        patch_size=spec.patch_size,
-        image_size=spec.image_size,
-    )
-    text = CLIPTextCfg(context_length=77, vocab_size=49_408, width=64, heads=2, layers=2)
-    model = CLIP(spec.embed_dim, vision, text, quick_gelu=True)
+    return {
+        "vision_cfg": CLIPVisionCfg(
+            layers=2,
+            width=64,
+            head_width=32,
+            patch_size=spec.patch_size,
+            image_size=spec.image_size,
+        ),
+        "text_cfg": CLIPTextCfg(context_length=77, vocab_size=49_408, width=64, heads=2, layers=2),
+    }
+
+
+def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
+    """The CLIP architecture (ViT image tower, text transformer) at `tiny_towers`' size."""
+    import open_clip
+    from open_clip.model import CLIP
+
+    model = CLIP(spec.embed_dim, **tiny_towers(spec), quick_gelu=True)
     return ClipEncoder(spec, model, open_clip.get_tokenizer(spec.architecture), options)
 
 

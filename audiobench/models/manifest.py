@@ -74,15 +74,22 @@ def manifest_document(role_name: str) -> dict:
 
 def _build_architecture(role: Role):
     """The published architecture with no weights: on the meta device, or on the CPU where a
-    library's initialisation cannot run on it (speechbrain's BEATs copies through the CPU)."""
+    library's initialisation cannot run on it (speechbrain's BEATs copies through the CPU).
+
+    The tiny model is built on the CPU first, which imports the role's libraries: a module
+    first imported on the meta device keeps the tensors it makes at import time there for the
+    rest of the process (torchaudio's Kaldi module its EPSILON, on which every later fbank,
+    ImageBind's and BEATs', fails; diffusers some lookup tables)."""
+    cpu = LoadOptions(torch.device("cpu"), torch.float32)
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")  # "copying to a meta parameter is a no-op", and similar
+        role.build_tiny(cpu)
         torch.manual_seed(RANDOM_SEED)
         try:
             with torch.device("meta"):
                 return role.build_paper_random(LoadOptions(torch.device("meta"), torch.float32))
         except NotImplementedError:
-            return role.build_paper_random(LoadOptions(torch.device("cpu"), torch.float32))
+            return role.build_paper_random(cpu)
 
 
 @dataclass(frozen=True)
