@@ -301,7 +301,8 @@ class FeatureCache:
                     )
                     shard.unlink(missing_ok=True)
                     continue
-                self._known.update(zip(keys.tolist(), values, strict=True))
+                for key, value in zip(keys.tolist(), values, strict=True):
+                    self._known.setdefault(key, value)  # as `put`: the first stored stays
         return self._known
 
     def missing(self, keys: list[str]) -> list[str]:
@@ -309,6 +310,14 @@ class FeatureCache:
         return [key for key in dict.fromkeys(keys) if key not in known]
 
     def put(self, keys: list[str], values: np.ndarray) -> None:
+        """Store the embeddings of keys not cached yet; a cached one is never replaced (another
+        batching of the same input differs in float rounding, and the cache is shared by every
+        run, so an evaluation must not change what an earlier one read)."""
+        known = self._load()
+        fresh = [index for index, key in enumerate(keys) if key not in known]
+        if not fresh:
+            return
+        keys, values = [keys[index] for index in fresh], np.asarray(values)[fresh]
         make_directory(self.folder)
         shard = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
         buffer = io.BytesIO()

@@ -7,6 +7,7 @@ import pytest
 
 from audiobench import features
 from audiobench.features import Computer, FeatureKind, Features
+from audiobench.store import FeatureCache
 
 
 class NamedModels:
@@ -66,3 +67,12 @@ def test_only_batches_with_missing_features_are_prepared_again(calls, tmp_path):
     assert calls == ["column"]  # the cached batch [a, b] is read, [c] is computed
     np.testing.assert_array_equal(again[0][:2], first[0])
     np.testing.assert_array_equal(again[1][:, 0], [3, 6, 9, 3])
+
+
+def test_a_cached_feature_is_never_replaced(tmp_path):
+    """Another batching of the same input differs in float rounding; the shared cache keeps
+    the first value, so one evaluation never changes what an earlier one read."""
+    FeatureCache(tmp_path, "m").put(["a", "b"], np.array([[1.0], [2.0]]))
+    FeatureCache(tmp_path, "m").put(["b", "c"], np.array([[2.5], [3.0]]))
+    for cache in (FeatureCache(tmp_path, "m"), FeatureCache(tmp_path, "m")):
+        np.testing.assert_array_equal(cache.get(["a", "b", "c"]), [[1.0], [2.0], [3.0]])

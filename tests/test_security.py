@@ -119,7 +119,8 @@ def test_no_module_can_unpickle_a_user_file():
                 f"{path.relative_to(REPO)}:{line}: {what}" for line, what in visitor.problems
             ]
     assert problems == []
-    assert torch_loads >= 2, "the scan found no torch.load at all: is it still looking?"
+    # every file goes through audiobench.models.checkpoints' one torch.load
+    assert torch_loads >= 1, "the scan found no torch.load at all: is it still looking?"
 
 
 @pytest.mark.parametrize(
