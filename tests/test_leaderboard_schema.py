@@ -242,3 +242,15 @@ def test_the_schema_ships_with_the_package():
     patterns = pyproject["tool"]["setuptools"]["package-data"]["audiobench"]
     assert any(fnmatch.fnmatch(SCHEMA_PATH, pattern) for pattern in patterns)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_paper_rows_are_named_by_their_registered_methods():
+    """The published rows carry no names of their own: each is the table_name its method
+    declares, so renaming a method's row renames it in reports and on the board alike."""
+    from audiobench.registry import get_method
+
+    rows = leaderboard.paper_rows()
+    assert len(rows) == 6
+    for row in rows:
+        declared = get_method(row["method"]).table_name
+        assert declared and row["name"] == declared
