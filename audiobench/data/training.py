@@ -4,7 +4,7 @@ Every clip has a fixed set of crops: the 5 s audio windows starting at each whol
 1-6, ..., 5-10 s of a 10 s clip), each with the training frame taken inside the same window.
 `data prepare vggsound` picks those frames by CLIP score and lists the crops in
 `train_crops.parquet`; for a dataset without that file (the demo) every window uses the clip's
-reference frame. A training step draws one crop per clip at random (seeded by epoch and index),
+reference frame. A training step draws one crop per clip at random (the AudioToken trainer seeds it by step),
 which is the official loader's random 5 s crop at a one-second grid: the grid keeps the set of
 crops finite, so features of every crop can be computed once and cached.
 """
@@ -20,7 +20,7 @@ import soundfile
 import torch
 from PIL import Image
 
-from audiobench.data.index import Sample, load_index, read_audio_window, read_frame
+from audiobench.data.index import Sample, read_audio_window
 from audiobench.data.vggsound import TRAIN_CROPS, training_windows
 
 
@@ -65,44 +65,3 @@ def frame_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     resized = image.resize(size, Image.Resampling.BICUBIC)
     pixels = np.asarray(resized, dtype=np.float32)
     return torch.from_numpy(pixels / 127.5 - 1.0).permute(2, 0, 1)
-
-
-class TrainingCrops(torch.utils.data.Dataset):
-    """Yields dicts with `audio` (float32 window), `frame` (3 x height x width in [-1, 1]),
-    `label`, `id` and `crop` (the crop's index in its clip's fixed set)."""
-
-    def __init__(
-        self,
-        data_dir: Path,
-        split: str = "train",
-        frame_size: tuple[int, int] = (512, 320),
-        seed: int = 0,
-    ) -> None:
-        self.samples = load_index(data_dir, split)
-        self.crops = clip_crops(data_dir, self.samples)
-        self.frame_size = frame_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose another random crop of every clip (as a DistributedSampler's epoch does)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def crop_index(self, index: int) -> int:
-        choices = len(self.crops[self.samples[index].id])
-        return int(np.random.default_rng([self.seed, self.epoch, index]).integers(choices))
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
-        chosen = self.crop_index(index)
-        crop = self.crops[sample.id][chosen]
-        return {
-            "audio": torch.from_numpy(crop.read_audio()),
-            "frame": frame_tensor(read_frame(crop.frame_path), self.frame_size),
-            "label": sample.label,
-            "id": sample.id,
-            "crop": chosen,
-        }
