@@ -4,7 +4,7 @@ Every clip has a fixed set of crops: the 5 s audio windows starting at each whol
 1-6, ..., 5-10 s of a 10 s clip), each with the training frame taken inside the same window.
 `data prepare vggsound` picks those frames by CLIP score and lists the crops in
 `train_crops.parquet`; for a dataset without that file (the demo) every window uses the clip's
-reference frame. A training step draws one crop per clip at random (the AudioToken trainer seeds it by step),
+reference frame. A training step draws one crop per clip at random (seeded by the step),
 which is the official loader's random 5 s crop at a one-second grid: the grid keeps the set of
 crops finite, so features of every crop can be computed once and cached.
 """
