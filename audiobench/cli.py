@@ -38,9 +38,6 @@ human_app = typer.Typer(
 app.add_typer(human_app, name="human-eval")
 leaderboard_app = typer.Typer(help="The versioned VGGSound leaderboard.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
-LeaderboardOption = Annotated[
-    Path, typer.Option("--file", help="Leaderboard JSON (schema version 1).")
-]
 console = Console()
 
 ProfileOption = Annotated[
@@ -846,12 +843,21 @@ def _html_report(
 @leaderboard_app.command("add")
 def leaderboard_add(
     run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run directories.")],
-    file: LeaderboardOption = Path("leaderboards/vggsound.json"),
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="Leaderboard JSON to add to; a new file starts with the paper's rows.",
+        ),
+    ],
     force: Annotated[bool, typer.Option("--force", help="Accept tiny-profile runs.")] = False,
 ) -> None:
-    """Add evaluated runs to the leaderboard (tiny-profile runs are refused unless --force).
+    """Add evaluated runs to a leaderboard file (tiny-profile runs are refused unless --force).
 
-    Example: audiobench leaderboard add runs/audiotoken-test-paper-seed0
+    The board shipped with the package is never written: name the file to add to (in a source
+    checkout, leaderboards/vggsound.json).
+
+    Example: audiobench leaderboard add runs/audiotoken-test-paper-seed0 --file board.json
     """
     from audiobench.leaderboard import add_runs
 
@@ -861,18 +867,27 @@ def leaderboard_add(
 
 @leaderboard_app.command("render")
 def leaderboard_render(
-    file: LeaderboardOption = Path("leaderboards/vggsound.json"),
-    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
-        "leaderboards/vggsound.md"
-    ),
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="Leaderboard JSON [default: the board shipped with audiobench]."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Markdown file to write [default: stdout].")
+    ] = None,
 ) -> None:
-    """Write the leaderboard as markdown, with each row's difference from the paper's.
+    """The leaderboard as markdown, with each row's difference from the paper's.
 
-    Example: audiobench leaderboard render
+    Example: audiobench leaderboard render --out leaderboard.md
     """
-    from audiobench.leaderboard import load, write_markdown
+    from audiobench.leaderboard import load, packaged_board, render, write_markdown
 
-    write_markdown(load(file), out)
+    board = load(file or packaged_board())
+    if out is None:
+        sys.stdout.write(render(board))
+        return
+    write_markdown(board, out)
     console.print(f"leaderboard written: {out}")
 
 
@@ -903,7 +918,7 @@ def human_export(
 
     Example: audiobench human-eval export runs/* --out sheets --format html
     """
-    from human_eval.export import build_items, export
+    from audiobench.human_eval.export import build_items, export
 
     items = build_items(run_dirs, per_method, seed, attention_checks)
     sheet = export(items, out, output_format)
@@ -928,9 +943,9 @@ def human_ingest(
 
     Example: audiobench human-eval ingest ratings-*.csv --key sheets/key.csv --out ratings.csv
     """
+    from audiobench.human_eval.export import csv_bytes
+    from audiobench.human_eval.ingest import ingest
     from audiobench.store import atomic_write_bytes
-    from human_eval.export import csv_bytes
-    from human_eval.ingest import ingest
 
     result = ingest(responses, key, max_failed_checks)
     atomic_write_bytes(out, csv_bytes(result.ratings))
@@ -952,9 +967,9 @@ def human_analyze(
 
     Example: audiobench human-eval analyze ratings.csv --out analysis
     """
+    from audiobench.human_eval.analyze import analyze, plot, table
+    from audiobench.human_eval.ingest import read_ratings
     from audiobench.store import atomic_write_bytes, atomic_write_json, make_directory
-    from human_eval.analyze import analyze, plot, table
-    from human_eval.ingest import read_ratings
 
     frame = read_ratings(ratings)
     result = analyze(frame)

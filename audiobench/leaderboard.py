@@ -1,6 +1,6 @@
 """The versioned VGGSound leaderboard: published rows beside audiobench runs.
 
-`leaderboards/vggsound.json` (schema version 1) holds `rows`, each:
+`leaderboards/vggsound.json` (schema version 1, shipped as package data) holds `rows`, each:
 `method` (registry name), `name` (row label), `source` ("paper" or "audiobench"), `profile`
 (null for published rows), `config` (the method's options; for published rows, a citation),
 `suite_version`, `date`, and `metrics`: {metric name -> {value, n, ci95}} with nulls where
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,14 @@ from audiobench.report import load_rows
 from audiobench.store import atomic_write_bytes, atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
-DEFAULT_FILE = Path("leaderboards/vggsound.json")
+
+
+def packaged_board() -> Path:
+    """The VGGSound board shipped inside the package (`leaderboards/vggsound.json` in the
+    repository), so `leaderboard render` works from any working directory."""
+    return Path(str(resources.files("audiobench.leaderboards").joinpath("vggsound.json")))
+
+
 SOURCES = ("paper", "audiobench")
 PAPER_TABLE = Path(__file__).parent / "paper_table1.json"  # the published numbers, as data
 

@@ -1,4 +1,4 @@
-"""Run the benchmark stages: `python -m benchmarks [stage ...] [--json PATH] [--quick]`.
+"""Run the benchmark stages: `python -m audiobench.benchmarks [stage ...] [--json PATH] [--quick]`.
 
 Each stage compares audiobench with a reference way of doing the same work on the same inputs,
 checks that both give the same numbers, and prints a table with the speed ratios. Every stage
@@ -15,20 +15,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import print_stage, scratch_cache, write_json
+from audiobench.benchmarks.common import print_stage, scratch_cache, write_json
 
 STAGES = {  # stage -> the module whose run(quick) measures it
-    "data": "benchmarks.data_bench",
-    "generation": "benchmarks.generation_bench",
-    "training": "benchmarks.train_bench",
-    "evaluation": "benchmarks.metrics_bench",
-    "fid": "benchmarks.fid_bench",
+    "data": "audiobench.benchmarks.data_bench",
+    "generation": "audiobench.benchmarks.generation_bench",
+    "training": "audiobench.benchmarks.train_bench",
+    "evaluation": "audiobench.benchmarks.metrics_bench",
+    "fid": "audiobench.benchmarks.fid_bench",
 }
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+        prog="python -m audiobench.benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("stages", nargs="*", metavar="stage", help=f"{', '.join(STAGES)} (all)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")

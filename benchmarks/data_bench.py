@@ -1,6 +1,6 @@
 """Data preparation (`audiobench data prepare vggsound`) against a plain per-clip loop.
 
-    python -m benchmarks data [--quick]
+    python -m audiobench.benchmarks data [--quick]
 
 The clips are synthetic VGGSound-style mp4 files made on the fly (10 s of H.264 video and
 44.1 kHz stereo AAC, official `<ytid>_<start:06d>.mp4` names, a headerless
@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from audiobench.benchmarks.common import Measurement, in_own_process, stage_result, timed_call
 
 from audiobench.data import SAMPLE_RATE
 from audiobench.data.vggsound import (
@@ -34,7 +35,6 @@ from audiobench.data.vggsound import (
     read_clip_list,
 )
 from audiobench.store import atomic_write_bytes, png_bytes, wav_bytes
-from benchmarks.common import Measurement, in_own_process, stage_result, timed_call
 
 FPS, AUDIO_RATE, SECONDS = 30, 44_100, 10
 IMPORTS = ("av", "torchaudio", "audiobench.data.vggsound")

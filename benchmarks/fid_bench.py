@@ -1,6 +1,6 @@
 """`audiobench fid` against calling torch-fidelity directly on the same two image folders.
 
-    python -m benchmarks fid [--quick]
+    python -m audiobench.benchmarks fid [--quick]
 
 `audiobench fid DIR_A DIR_B` is `audiobench.scoring.distance(..., ["fid"])`: audiobench's own
 feature pipeline (torch-fidelity's extractor, batched, decoding on every core) and
@@ -20,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from audiobench.benchmarks.common import Measurement, peak_rss_mib, stage_result
+from audiobench.benchmarks.metrics_bench import make_run
 
 from audiobench.metrics.fid import FID_KEY
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.scoring import distance
-from benchmarks.common import Measurement, peak_rss_mib, stage_result
-from benchmarks.metrics_bench import make_run
 
 
 def tiny_inception_weights() -> Path:

@@ -1,6 +1,6 @@
 """Generation throughput of `sd-text` at batch 1 (the published loops) and batch 8.
 
-    python -m benchmarks generation [--quick]
+    python -m audiobench.benchmarks generation [--quick]
 
 Tiny profile on the CPU, so it runs anywhere in seconds; the same code drives the paper-size
 pipeline on a GPU. The check: both batchings give the same pixels up to float rounding (at most
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from audiobench.benchmarks.common import measure, stage_result
+from audiobench.methods.sd_text import SDTextConfig, StableDiffusionText
 
 from audiobench.data import load_index
 from audiobench.data.demo import write_demo_dataset
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext
 from audiobench.runner import sample_seed
-from benchmarks.common import measure, stage_result
-from methods.sd_text import SDTextConfig, StableDiffusionText
 
 
 def run(quick: bool) -> dict:

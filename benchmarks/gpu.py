@@ -1,4 +1,6 @@
-"""GPU benchmark of the paper-size models, random weights: `python -m benchmarks.gpu --json OUT`.
+"""GPU benchmark of the paper-size models, random weights.
+
+`python -m audiobench.benchmarks.gpu --json OUT`.
 
 One command on one GPU, under 10 minutes, no downloads. Every model comes from audiobench's
 model zoo under the `paper-random` profile (the published architectures and configs with seeded
@@ -343,12 +345,13 @@ def trainer_intervals(
     one precision per process); the intervals between successive batch requests, each one
     training step, and the device's peak memory in MiB. `source` replaces the cached crop
     features (None: audiobench's own cache)."""
+    from audiobench.benchmarks.train_bench import StepClock as BatchClock
+    from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
+
     from audiobench.models import ModelZoo
     from audiobench.registry import MethodContext
     from audiobench.trainer import PRECISIONS as TRAIN_PRECISIONS
     from audiobench.trainer import TrainSettings
-    from benchmarks.train_bench import StepClock as BatchClock
-    from methods.audiotoken.training import CropFeatures, train_audiotoken
 
     if sizes.smoke and device.type == "cpu":
         torch.set_num_threads(1)  # as main() does for the smoke run
@@ -385,7 +388,7 @@ def trainer_intervals(
 def training_row(bench: Bench, data: Path, out: Path, precision: str, source=None) -> Row:
     """Steps/s of audiobench's trainer: the median interval between batch requests after the
     warm-up steps (model building, the one-off feature cache fill and checkpoints excluded)."""
-    from benchmarks.common import in_own_process
+    from audiobench.benchmarks.common import in_own_process
 
     sizes = bench.sizes
     if source is not None:
@@ -419,8 +422,9 @@ def training_row(bench: Bench, data: Path, out: Path, precision: str, source=Non
 
 
 def bench_training(bench: Bench) -> None:
+    from audiobench.benchmarks.train_bench import RecomputedCropFeatures
+
     from audiobench.data.demo import write_demo_dataset
-    from benchmarks.train_bench import RecomputedCropFeatures
 
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "demo"
@@ -624,7 +628,7 @@ def run_section(bench: Bench, name: str) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gpu", description=__doc__.split("\n")[0]
+        prog="python -m audiobench.benchmarks.gpu", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")

@@ -1,6 +1,6 @@
 """`audiobench evaluate` (AIS + IIS + AIC) against the per-image loops of published scripts.
 
-    python -m benchmarks evaluation [--quick]
+    python -m audiobench.benchmarks evaluation [--quick]
 
 Both sides score the same synthetic run (N demo-style clips: audio, reference frame and a
 "generated" picture of a random demo class) with the same tiny-profile models on the CPU:
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
+from audiobench.benchmarks.common import Measurement, in_own_process, stage_result, timed_call
+from audiobench.benchmarks.reference_metrics import reference_scores
 from PIL import Image
 
 from audiobench.data import SAMPLE_RATE, write_index
 from audiobench.data.demo import CLASSES, synthetic_clip
 from audiobench.store import RunDirectory, atomic_write_bytes, png_bytes
-from benchmarks.common import Measurement, in_own_process, stage_result, timed_call
-from benchmarks.reference_metrics import reference_scores
 
 METRICS = ("ais", "iis", "aic")
 IMPORTS = ("open_clip", "timm", "audiobench.evaluation")

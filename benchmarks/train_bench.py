@@ -1,6 +1,6 @@
 """AudioToken training steps with cached crop features against recomputing them every step.
 
-    python -m benchmarks training [--quick]
+    python -m audiobench.benchmarks training [--quick]
 
 The official training loop runs BEATs on the audio and the VAE encoder on the frame of every
 sample at every step; audiobench computes both once per training crop and caches them. Both
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from audiobench.benchmarks.common import Measurement, in_own_process, stage_result
+from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
 
 from audiobench.data import read_frame
 from audiobench.data.demo import write_demo_dataset
@@ -31,8 +33,6 @@ from audiobench.data.training import frame_tensor
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext
 from audiobench.trainer import TrainSettings
-from benchmarks.common import Measurement, in_own_process, stage_result
-from methods.audiotoken.training import CropFeatures, train_audiotoken
 
 
 class RecomputedCropFeatures:

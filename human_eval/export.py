@@ -188,7 +188,7 @@ def _write_html(items: list[Item], out: Path) -> Path:
     import jinja2
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("human_eval", "templates"), autoescape=True
+        loader=jinja2.PackageLoader("audiobench.human_eval", "templates"), autoescape=True
     )
     page = environment.get_template("form.html.j2").render(
         question=QUESTION,

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from audiobench.human_eval.export import restore
 
 from audiobench.errors import AudiobenchError
-from human_eval.export import restore
 
 COLUMNS = ("rater", "item", "method", "sample", "label", "rating", "check")
 KEY_COLUMNS = ("item_id", "method", "sample_id", "label", "kind")

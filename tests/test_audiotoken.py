@@ -7,14 +7,14 @@ import hashlib
 import pandas as pd
 import pytest
 import torch
+from audiobench.methods.audiotoken import AudioTokenEmbedder
+from audiobench.methods.audiotoken.beats import TINY_CONFIG, _tiny_checkpoint, load_beats
+from audiobench.methods.audiotoken.prompt import AudioTokenPrompt
 
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.runner import RunSettings, execute
 from audiobench.trainer import TrainSettings, train
-from methods.audiotoken import AudioTokenEmbedder
-from methods.audiotoken.beats import TINY_CONFIG, _tiny_checkpoint, load_beats
-from methods.audiotoken.prompt import AudioTokenPrompt
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
 

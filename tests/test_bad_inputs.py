@@ -177,7 +177,7 @@ def test_an_empty_dataset_is_named(tmp_path, cli):
 
 @pytest.mark.parametrize("kind", ["truncated", "wrong shape"])
 def test_broken_checkpoints_are_named_and_nothing_is_written(demo_dir, tmp_path, cli, kind):
-    from methods.audiotoken import AudioTokenEmbedder
+    from audiobench.methods.audiotoken import AudioTokenEmbedder
 
     path = tmp_path / "embedder_learned_embeds.bin"
     width = 48 if kind == "truncated" else 40  # tiny BEATs gives 48-d features
@@ -204,7 +204,7 @@ def test_missing_or_malformed_metrics_are_named(broken_run, tmp_path, cli):
 
 
 def test_ratings_out_of_range_are_named(tmp_path):
-    from human_eval.ingest import ingest
+    from audiobench.human_eval.ingest import ingest
 
     key = tmp_path / "key.csv"
     key.write_text("item_id,method,sample_id,label,kind\ni1,m,s,l,rating\n")

@@ -1,4 +1,4 @@
-"""`python -m benchmarks` end to end at --quick sizes: the entry point, the JSON and the checks.
+"""`python -m audiobench.benchmarks` end to end at --quick sizes: entry point, JSON and checks.
 
 Speed is never asserted (the benchmarks measure it); what is tested is that the stages run,
 report every ratio as a positive number and that both sides of each comparison agree.
@@ -27,7 +27,15 @@ EXPECTED_RATIOS = {
 def test_quick_data_and_fid_stages_write_every_ratio_and_pass_their_checks(tmp_path):
     out = tmp_path / "x.json"
     finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks", *EXPECTED_RATIOS, "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "audiobench.benchmarks",
+            *EXPECTED_RATIOS,
+            "--quick",
+            "--json",
+            str(out),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -50,7 +58,7 @@ def test_quick_data_and_fid_stages_write_every_ratio_and_pass_their_checks(tmp_p
 
 def test_unknown_stage_is_refused_with_the_list():
     finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "speed"],
+        [sys.executable, "-m", "audiobench.benchmarks", "speed"],
         cwd=REPO,
         capture_output=True,
         text=True,

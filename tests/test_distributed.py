@@ -12,10 +12,10 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
+from audiobench.methods.audiotoken.training import EMBEDDER_FILE
 
 from audiobench.distributed import SINGLE, Processes
-from methods.audiotoken.embedder import AudioTokenEmbedder
-from methods.audiotoken.training import EMBEDDER_FILE
 
 # CPU kernels round differently with different thread counts; a launcher gives each process one
 # thread, so the one-process baselines run with one thread too.

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from audiobench.human_eval.export import build_items, csv_bytes, export, neutralise, restore
+from audiobench.human_eval.ingest import ingest, read_ratings, read_responses
 from PIL import Image
 
 from audiobench.runner import RunSettings, execute
-from human_eval.export import build_items, csv_bytes, export, neutralise, restore
-from human_eval.ingest import ingest, read_ratings, read_responses
 
 HOSTILE = ['=HYPERLINK("http://x")', "+1", "-1+2", "@SUM(A1)", "'=x", "\tx", "\rx", "''-x"]
 HARMLESS = ["dog barking", "'quoted", "a=b", "x-1"]

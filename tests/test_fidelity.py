@@ -10,6 +10,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from audiobench.methods.audiotoken import AudioToken, AudioTokenConfig, read_centred_audio
+from audiobench.methods.audiotoken.training import training_frame_size
+from audiobench.methods.wav2clip_vqgan import _ClampWithGradient
+from audiobench.methods.wav2clip_vqgan.cutouts import _homography, _shift_hue, _warp, recipe_cutouts
 
 from audiobench.data import load_index, read_audio_window
 from audiobench.data.training import frame_tensor
@@ -18,10 +22,6 @@ from audiobench.evaluation import EvaluateSettings, evaluate
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.registry import MethodContext
 from audiobench.runner import RunSettings, execute
-from methods.audiotoken import AudioToken, AudioTokenConfig, read_centred_audio
-from methods.audiotoken.training import training_frame_size
-from methods.wav2clip_vqgan import _ClampWithGradient
-from methods.wav2clip_vqgan.cutouts import _homography, _shift_hue, _warp, recipe_cutouts
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
 

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu` at smoke sizes on the CPU: every row, the ratios, the time guard.
+"""`python -m audiobench.benchmarks.gpu` at smoke sizes on the CPU: rows, ratios, time guard.
 
 The GPU numbers themselves need a GPU; what is tested here is that the one command a GPU session
 runs gets through every section, writes every row and ratio and records its environment.
@@ -34,7 +34,7 @@ HEADER = {"date", "gpu", "versions", "matmul_allow_tf32", "notes", "total_second
 
 def run_gpu_benchmark(tmp_path, *arguments: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "gpu.json"
-    command = [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--smoke"]
+    command = [sys.executable, "-m", "audiobench.benchmarks.gpu", "--device", "cpu", "--smoke"]
     finished = subprocess.run(
         [*command, "--json", str(out), *arguments],
         cwd=REPO,
@@ -73,7 +73,7 @@ def test_time_guard_records_every_row_as_skipped(tmp_path):
 
 
 def test_generation_time_is_scaled_by_the_time_per_unet_call():
-    from benchmarks.gpu import extrapolate
+    from audiobench.benchmarks.gpu import extrapolate
 
     # 3 calls ending at t = 1, 2, 3 in a 4 s run: 1 s per call, 48 more calls for 51.
     assert extrapolate(4.0, [1.0, 2.0, 3.0], 51) == 52.0

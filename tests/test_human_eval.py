@@ -12,13 +12,13 @@ import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
+from audiobench.human_eval.analyze import analyze, holm, table
+from audiobench.human_eval.export import build_items, export
+from audiobench.human_eval.ingest import ingest
 from scipy.stats import mannwhitneyu
 
 from audiobench.errors import AudiobenchError
 from audiobench.runner import RunSettings, execute
-from human_eval.analyze import analyze, holm, table
-from human_eval.export import build_items, export
-from human_eval.ingest import ingest
 
 
 @pytest.fixture(scope="module")

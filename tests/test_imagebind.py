@@ -200,6 +200,6 @@ def test_fetch_downloads_the_published_file_into_each_roles_folder(tmp_path, mon
 
 
 def test_tiny_branches_share_the_tiny_unclip_width():
-    from methods.imagebind_unclip.unclip import TINY_EMBED_DIM
+    from audiobench.methods.imagebind_unclip.unclip import TINY_EMBED_DIM
 
     assert TINY_DIMS["out_dim"] == TINY_EMBED_DIM  # tiny audio embeddings feed the tiny unCLIP

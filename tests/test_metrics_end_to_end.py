@@ -8,10 +8,10 @@ caches and vectorises. Batch-1 and batched encoders differ in float rounding onl
 from __future__ import annotations
 
 import pytest
+from audiobench.benchmarks.reference_metrics import reference_scores
 
 from audiobench.evaluation import EvaluateSettings, evaluate
 from audiobench.metrics.plugin import discover_metrics
-from benchmarks.reference_metrics import reference_scores
 from tests.test_evaluation import make_run
 
 TOLERANCE = {"fid": 1e-3, "kid": 1e-3, "cmmd": 1e-3}  # relative; win rates and shares: exact

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import pytest
 import torch
 import yaml
+from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
+from audiobench.methods.wav2clip_vqgan import TINY_DDCONFIG, VQGAN, load_taming_vqgan
 
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo, classifier, clip, imagebind, inception
@@ -27,8 +29,6 @@ from audiobench.models.imagebind import TINY_DIMS, ImageBindAudioEncoder, ImageB
 from audiobench.models.inventory import roles_in_use
 from audiobench.models.manifest import check_files, manifest_document, role_manifest
 from audiobench.models.zoo import modules_of, registered_roles
-from methods.audiotoken.embedder import AudioTokenEmbedder
-from methods.wav2clip_vqgan import TINY_DDCONFIG, VQGAN, load_taming_vqgan
 from tests.conftest import run_subprocess
 
 FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
@@ -89,7 +89,7 @@ def test_paper_random_builds_the_published_sizes():
 
 _META_TENSORS_AFTER_THE_BEATS_MANIFEST = """
 import sys, torch
-import methods.audiotoken
+import audiobench.methods.audiotoken
 from audiobench.models.manifest import role_manifest
 role_manifest("beats")
 print([f"{name}.{attr}" for name, module in list(sys.modules.items()) if module is not None
@@ -272,7 +272,7 @@ def test_paper_loaders_run_from_a_weights_folder(tmp_path):
     """The `paper` code paths of the roles whose loaders take their sizes from the files,
     fed files in the published formats: diffusers folders, BEATs' {'cfg', 'model'}, taming's
     yaml + Lightning checkpoint, speechbrain's X-vector, the paper-size Wav2CLIP."""
-    from methods.audiotoken.beats import _tiny_checkpoint
+    from audiobench.methods.audiotoken.beats import _tiny_checkpoint
 
     weights = tmp_path / "weights"
     tiny = ModelZoo("tiny", CPU)

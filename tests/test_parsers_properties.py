@@ -21,14 +21,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from audiobench.human_eval.export import csv_bytes
+from audiobench.human_eval.ingest import COLUMNS, ingest, read_responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audiobench.data.vggsound import ClipEntry, read_classes, read_clip_list, read_filter
 from audiobench.errors import AudiobenchError
 from audiobench.store import SAMPLE_ID
-from human_eval.export import csv_bytes
-from human_eval.ingest import COLUMNS, ingest, read_responses
 
 # Bounded and derandomized: the same examples on every run and machine, a few seconds in all.
 PROPERTY = settings(

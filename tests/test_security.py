@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from audiobench.human_eval.export import Item, build_items, export
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -24,7 +25,6 @@ from audiobench.data.vggsound import PrepareSettings, prepare_vggsound
 from audiobench.errors import AudiobenchError
 from audiobench.report import Row, html_report
 from audiobench.store import RunDirectory, atomic_write_json
-from human_eval.export import Item, build_items, export
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("audiobench", "methods", "human_eval")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
+from audiobench.methods.audiotoken.xvector import XVECTOR, load_xvector
 from PIL import Image
 
 from audiobench.data import SAMPLE_RATE, load_index
@@ -16,7 +17,6 @@ from audiobench.data.speakers import assign_splits, prepare_speakers
 from audiobench.errors import AudiobenchError
 from audiobench.metrics.scores import identification_accuracy
 from audiobench.models import LoadOptions
-from methods.audiotoken.xvector import XVECTOR, load_xvector
 from tests.media import voice, write_mp4
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)

@@ -12,11 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from audiobench.methods.audiotoken.training import (
+    EMBEDDER_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    TrainingLog,
+)
 from PIL import Image
 
 from audiobench.data import load_index
 from audiobench.store import exclusive_lock
-from methods.audiotoken.training import EMBEDDER_FILE, OPTIMIZER_FILE, STATE_FILE, TrainingLog
 from tests.test_audiotoken import train_settings
 from tests.test_paper_scale import _Payload
 

@@ -8,19 +8,19 @@ import math
 import pytest
 import torch
 import yaml
-
-from audiobench.errors import AudiobenchError
-from audiobench.evaluation import EvaluateSettings, evaluate
-from audiobench.models import LoadOptions, ModelZoo
-from audiobench.runner import RunSettings, execute
-from methods.wav2clip_vqgan import (
+from audiobench.methods.wav2clip_vqgan import (
     TINY_DDCONFIG,
     VQGAN,
     VQGANCLIPConfig,
     load_taming_vqgan,
     vqgan_clip,
 )
-from methods.wav2clip_vqgan.vqgan import PARTS
+from audiobench.methods.wav2clip_vqgan.vqgan import PARTS
+
+from audiobench.errors import AudiobenchError
+from audiobench.evaluation import EvaluateSettings, evaluate
+from audiobench.models import LoadOptions, ModelZoo
+from audiobench.runner import RunSettings, execute
 
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
 
@@ -100,7 +100,7 @@ def test_optimisation_lowers_the_loss_and_ignores_batching(clip_b32, recipe):
 
 
 def test_spherical_distance_extremes():
-    from methods.wav2clip_vqgan import spherical_distance
+    from audiobench.methods.wav2clip_vqgan import spherical_distance
 
     a = torch.tensor([[1.0, 0.0]])
     assert float(spherical_distance(a, a)) == 0.0

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from audiobench.methods.audiotoken.beats import BeatsFeatures, load_beats
+from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
+from audiobench.methods.audiotoken.prompt import PROMPT, AudioTokenPrompt
+from audiobench.methods.audiotoken.xvector import XvectorFeatures, load_xvector
 from PIL import Image
 
 from audiobench.bounds import bounded
@@ -30,10 +34,6 @@ from audiobench.errors import AudiobenchError
 from audiobench.models.zoo import RANDOM_PROFILES
 from audiobench.registry import Method, MethodContext
 from audiobench.trainer import TrainSettings
-from methods.audiotoken.beats import BeatsFeatures, load_beats
-from methods.audiotoken.embedder import AudioTokenEmbedder
-from methods.audiotoken.prompt import PROMPT, AudioTokenPrompt
-from methods.audiotoken.xvector import XvectorFeatures, load_xvector
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
 TINY_EMBEDDER_SEED = 0
@@ -140,7 +140,7 @@ class AudioToken(Method):
         ).images
 
     def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
-        from methods.audiotoken.training import train_audiotoken
+        from audiobench.methods.audiotoken.training import train_audiotoken
 
         return train_audiotoken(
             context, settings, out, self.classification_loss, self.audio_encoder

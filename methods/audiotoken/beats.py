@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from audiobench.methods.audiotoken.speechbrain_import import speechbrain_module
 
 from audiobench.models.checkpoints import load_state_dict
 from audiobench.models.zoo import (
@@ -26,7 +27,6 @@ from audiobench.models.zoo import (
     tiny_checkpoint,
     weight_file,
 )
-from methods.audiotoken.speechbrain_import import speechbrain_module
 
 CHECKPOINT = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
 # The link of the BEATs README (microsoft/unilm) and of AudioToken's README; its signature is

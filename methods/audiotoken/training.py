@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
+from audiobench.methods.audiotoken.prompt import AudioTokenPrompt
 
 from audiobench.concurrency import thread_map
 from audiobench.data import load_index, read_frame
@@ -44,8 +46,6 @@ from audiobench.progress import progress_bar
 from audiobench.registry import MethodContext
 from audiobench.store import atomic_write_bytes, atomic_write_json, file_sha256, read_json
 from audiobench.trainer import TrainSettings
-from methods.audiotoken.embedder import AudioTokenEmbedder
-from methods.audiotoken.prompt import AudioTokenPrompt
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
 OPTIMIZER_FILE = "optimizer.pt"

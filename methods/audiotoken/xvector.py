@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from audiobench.methods.audiotoken.speechbrain_import import speechbrain_module
 
 from audiobench.errors import AudiobenchError
 from audiobench.models.checkpoints import load_state_dict, load_strict
@@ -37,7 +38,6 @@ from audiobench.models.zoo import (
     variance_preserving_init,
     weight_file,
 )
-from methods.audiotoken.speechbrain_import import speechbrain_module
 
 REPO = "speechbrain/spkrec-xvect-voxceleb"
 CHECKPOINT = "embedding_model.ckpt"

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from audiobench.methods.imagebind_unclip import unclip as _unclip  # noqa: F401  (registers `unclip`)
 from PIL import Image
 
 from audiobench.bounds import bounded
 from audiobench.data import Sample
 from audiobench.models.imagebind import ImageBindAudioEncoder  # the `imagebind_audio` role
 from audiobench.registry import Method, MethodContext
-from methods.imagebind_unclip import unclip as _unclip  # noqa: F401  (registers `unclip`)
 
 __all__ = ["ImageBindUnCLIP"]
 

@@ -28,6 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from audiobench.methods.wav2clip_vqgan.cutouts import recipe_cutouts
+from audiobench.methods.wav2clip_vqgan.vqgan import (
+    PARTS,
+    VQGAN,
+    load_taming_vqgan,
+    vqgan_from_config,
+)
 from PIL import Image
 
 from audiobench.bounds import bounded
@@ -42,8 +49,6 @@ from audiobench.models.zoo import (
     register_role,
 )
 from audiobench.registry import Method, MethodContext
-from methods.wav2clip_vqgan.cutouts import recipe_cutouts
-from methods.wav2clip_vqgan.vqgan import PARTS, VQGAN, load_taming_vqgan, vqgan_from_config
 
 PAPER_CONFIG = "vqgan-imagenet-f16-16384.yaml"  # taming's model.yaml of the release
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
