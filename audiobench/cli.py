@@ -417,26 +417,9 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and final weights.")],
     split: Annotated[str, typer.Option("--split", help="Split to train on.")] = "train",
     profile: ProfileOption = "paper",
-    steps: Annotated[
-        int, typer.Option("--steps", help="Optimizer steps.", callback=AT_LEAST_1)
-    ] = 60_000,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Crops per micro-batch.", callback=AT_LEAST_1)
-    ] = 8,
-    grad_accum: Annotated[
-        int,
-        typer.Option("--grad-accum", help="Micro-batches per optimizer step.", callback=AT_LEAST_1),
-    ] = 1,
-    lr: Annotated[
-        float, typer.Option("--lr", help="AdamW learning rate.", callback=POSITIVE)
-    ] = 8e-5,
     mixed_precision: Annotated[
         str, typer.Option("--mixed-precision", help="no, fp16 or bf16.")
     ] = "no",
-    checkpoint_every: Annotated[
-        int,
-        typer.Option("--checkpoint-every", help="Steps between checkpoints.", callback=AT_LEAST_1),
-    ] = 1000,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")
     ] = False,
@@ -447,11 +430,21 @@ def train(
     device: Annotated[
         str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     ] = "auto",
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Training option KEY=VALUE of the method, e.g. --set steps=50 (repeatable).",
+        ),
+    ] = None,
     weights_dir: WeightsOption = None,
 ) -> None:
     """Train a method (AudioToken: only the embedder) with the paper's defaults.
 
-    Example: audiobench train --method audiotoken --data demo --profile tiny --steps 50 --out ckpt
+    The method declares its training options and their paper defaults (AudioToken: steps,
+    batch_size, grad_accum, lr, checkpoint_every); --set overrides them.
+    Example: audiobench train --method audiotoken --data demo --out ckpt --set steps=50
+    (add --profile tiny to try it offline with random weights)
     """
     from audiobench.distributed import is_helper_process
     from audiobench.trainer import TrainSettings
@@ -463,16 +456,12 @@ def train(
         out=out,
         split=split,
         profile=profile,
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
         mixed_precision=mixed_precision,
-        checkpoint_every=checkpoint_every,
         resume=resume,
         seed=seed,
         device=device,
         weights_dir=weights_dir,
+        options=_parse_options(option or []),
     )
     folder = train_method(settings)
     if is_helper_process():
@@ -580,6 +569,7 @@ def evaluate(
     if images is not None:
         run_dir, profile = _imported_run(images, data, split, out, name, profile or "paper", device)
         data = None
+    assert run_dir is not None  # given, or made from --images just above
     settings = EvaluateSettings(
         run_dir=run_dir,
         metrics=names,

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
     from audiobench.data import Sample
     from audiobench.models import ModelZoo
-    from audiobench.trainer import TrainSettings
 
 ENTRY_POINT_GROUP = "audiobench.methods"
 _METHOD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -55,6 +54,19 @@ class MethodContext:
     processes: Processes = SINGLE
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `audiobench train` hands a trainable method: the data, the options every training
+    has, and `config`, the method's own `TrainConfig` with the --set overrides applied."""
+
+    method: str
+    data_dir: Path
+    split: str
+    seed: int
+    mixed_precision: str
+    config: Any
+
+
 class Method(ABC):
     """An audio-to-image method: load inputs per sample, generate images per batch.
 
@@ -63,6 +75,11 @@ class Method(ABC):
     ones declared with `audiobench.bounds.bounded`); for reports, `table_name` (the row label)
     and `conditioning`: "audio" for audio-to-image methods (ranked against each other), "text"
     for text toplines, "reference" for the real frames.
+
+    A trainable method also sets `TrainConfig` (a dataclass of training options with the paper's
+    defaults, overridden by `audiobench train --set`) and `resume_may_change`, the fields of it
+    that a `--resume` may change because they decide how long or how often, not what a step
+    computes (e.g. the number of steps, the checkpoint interval).
     """
 
     description: ClassVar[str]
@@ -70,6 +87,8 @@ class Method(ABC):
     Config: ClassVar[type] = NoConfig
     table_name: ClassVar[str | None] = None
     conditioning: ClassVar[str] = "audio"
+    TrainConfig: ClassVar[type | None] = None
+    resume_may_change: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -87,9 +106,10 @@ class Method(ABC):
     def generate(self, inputs: Sequence[Any], seeds: Sequence[int]) -> list[Image.Image]:
         """One image per prepared input; `seeds[i]` alone decides the randomness of image i."""
 
-    def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
-        """Train on `settings.data_dir`, write weights under `out`, return the weights' folder."""
-        raise AudiobenchError(f"{type(self).__name__} has nothing to train")
+    def train(self, context: MethodContext, request: TrainRequest, out: Path) -> Path:
+        """Train on `request.data_dir`, write weights under `out`, return the weights' folder.
+        Called only when the method declares a `TrainConfig`."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -148,11 +168,12 @@ def get_method(name: str) -> type[Method]:
     return methods[name].load()
 
 
-def build_config(method_class: type[Method], overrides: dict[str, str]) -> Any:
-    """The method's config dataclass with `KEY=VALUE` overrides converted to the field types and
-    checked against the bounds its fields declare (before any model is loaded)."""
-    fields = {field.name: field for field in dataclasses.fields(method_class.Config)}
-    defaults = method_class.Config()
+def build_config(config_class: type, overrides: dict[str, str]) -> Any:
+    """A method's config dataclass (`Config` or `TrainConfig`) with `KEY=VALUE` overrides
+    converted to the field types and checked against the bounds its fields declare (before any
+    model is loaded)."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    defaults = config_class()
     values: dict[str, Any] = {}
     for key, text in overrides.items():
         if key not in fields:

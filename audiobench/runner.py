@@ -109,7 +109,7 @@ def execute(settings: RunSettings) -> RunSummary:
         raise AudiobenchError(f"--limit must be at least 1, not {settings.limit}")
     samples = load_index(settings.data_dir, settings.split)[: settings.limit]
     method_class = get_method(settings.method)
-    config = build_config(method_class, settings.options)
+    config = build_config(method_class.Config, settings.options)
     processes, device = join(settings.device)
     options = LoadOptions(device=device, dtype=default_dtype(device))
     zoo = ModelZoo(settings.profile, options, settings.weights_dir)

@@ -1,16 +1,18 @@
 """`audiobench train`: hands a method its training data, models and settings.
 
-The core knows nothing of how a method trains; it resolves the models (profile, device,
-precision), checks the data and the output folder, and calls `Method.train`. It also owns what
-makes a training folder trustworthy whatever the method: one process at a time trains into it
-(the lock `run` takes), and `train.json`, written before the first step, records the settings
-that decide the result, so `--resume` continues only the training that is there.
+The core knows nothing of how a method trains, nor of its options: a trainable method declares
+its own `TrainConfig` (steps, learning rate, ... with the paper's defaults), which `--set`
+overrides. The core resolves the models (profile, device, precision), checks the data and the
+output folder, and calls `Method.train`. It also owns what makes a training folder trustworthy
+whatever the method: one process at a time trains into it (the lock `run` takes), and
+`train.json`, written before the first step, records the settings that decide the result, so
+`--resume` continues only the training that is there.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,52 +23,44 @@ from audiobench.data import index_sha256, load_index
 from audiobench.distributed import join, main_holds_lock, on_main
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo
-from audiobench.registry import MethodContext, build_config, get_method
+from audiobench.registry import Method, MethodContext, TrainRequest, build_config, get_method
 from audiobench.store import atomic_write_json, make_directory, read_json
 
 PRECISIONS = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 RECORD_FILE = "train.json"
-# Settings that decide what the trained weights are: a resumed training keeps every one (with the
-# dataset's index and the models' weights). --steps may grow, --checkpoint-every and --device
-# change only when and where the same steps happen.
-IDENTITY_SETTINGS = (
-    "method",
-    "seed",
-    "lr",
-    "batch_size",
-    "grad_accum",
-    "mixed_precision",
-    "profile",
-    "split",
-)
+# Settings every training has that decide what the trained weights are: a resumed training keeps
+# each of them, the dataset's index, the models' weights and the method's training config (but
+# the fields the method lists in `resume_may_change`). --device changes only where steps happen.
+IDENTITY_SETTINGS = ("method", "seed", "mixed_precision", "profile", "split")
 
 
 @dataclass
 class TrainSettings:
-    """Options of `audiobench train`, with the paper's defaults."""
+    """Options of `audiobench train` that every trainable method has; `options` holds the
+    `--set KEY=VALUE` overrides of the method's own `TrainConfig`."""
 
     method: str
     data_dir: Path
     out: Path
     split: str = "train"
     profile: str = "paper"
-    steps: int = 60_000
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 8e-5
     mixed_precision: str = "no"
-    checkpoint_every: int = 1000
     resume: bool = False
     seed: int = 0
     device: str = "auto"
     weights_dir: Path | None = None
+    options: dict[str, str] = field(default_factory=dict)
 
 
 def train(settings: TrainSettings) -> Path:
     """Train a method; returns the folder holding its final weights."""
-    _check_settings(settings)
-    load_index(settings.data_dir, settings.split)  # fails early on a bad dataset
     method_class = get_method(settings.method)
+    if method_class.TrainConfig is None:
+        raise AudiobenchError(f"method {settings.method!r} has nothing to train")
+    config = build_config(method_class.TrainConfig, settings.options)
+    if settings.mixed_precision not in PRECISIONS:
+        raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")
+    load_index(settings.data_dir, settings.split)  # fails early on a bad dataset
     processes, device = join(settings.device)
     if device.type == "cpu" and settings.mixed_precision == "fp16":
         raise AudiobenchError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
@@ -81,42 +75,58 @@ def train(settings: TrainSettings) -> Path:
         session = {
             "started": _now(),
             "dataset": str(Path(settings.data_dir).resolve()),
-            "steps": settings.steps,
-            "checkpoint_every": settings.checkpoint_every,
+            **{name: getattr(config, name) for name in method_class.resume_may_change},
             "device": str(device),
             "processes": processes.size,
         }
-        roles = method_class.roles
-        record = on_main(processes, lambda: _open_record(out, settings, session, zoo, roles))
-        method = method_class(build_config(method_class, {}))
+        record = on_main(
+            processes,
+            lambda: _open_record(
+                out,
+                settings.resume,
+                _identity(settings, config, method_class, zoo),
+                session,
+                zoo.provenance(),
+            ),
+        )
+        method = method_class(build_config(method_class.Config, {}))
         context = MethodContext(zoo, device, zoo.options.dtype, processes=processes)
-        folder = method.train(context, settings, out)
+        request = TrainRequest(
+            settings.method,
+            settings.data_dir,
+            settings.split,
+            settings.seed,
+            settings.mixed_precision,
+            config,
+        )
+        folder = method.train(context, request, out)
         if processes.is_main:
-            _finish_record(out, record, settings.steps)
+            _finish_record(out, record, config)
         return folder
 
 
-def _check_settings(settings: TrainSettings) -> None:
-    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
-        if getattr(settings, name) < 1:
-            raise AudiobenchError(f"--{name.replace('_', '-')} must be at least 1")
-    if not (math.isfinite(settings.lr) and settings.lr > 0):
-        raise AudiobenchError(f"--lr must be a positive number, not {settings.lr}")
-    if settings.mixed_precision not in PRECISIONS:
-        raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")
-
-
-def _identity(settings: TrainSettings, zoo: ModelZoo, roles: tuple[str, ...]) -> dict[str, Any]:
+def _identity(
+    settings: TrainSettings, config: Any, method_class: type[Method], zoo: ModelZoo
+) -> dict[str, Any]:
     """What the trained weights depend on, as `train.json` records it."""
     return {
         **{name: getattr(settings, name) for name in IDENTITY_SETTINGS},
+        "config": {
+            name: value
+            for name, value in dataclasses.asdict(config).items()
+            if name not in method_class.resume_may_change
+        },
         "dataset_sha256": index_sha256(settings.data_dir),
-        "weights": {role: zoo.identify(role).sha256 for role in roles},
+        "weights": {role: zoo.identify(role).sha256 for role in method_class.roles},
     }
 
 
 def _open_record(
-    out: Path, settings: TrainSettings, session: dict, zoo: ModelZoo, roles: tuple[str, ...]
+    out: Path,
+    resume: bool,
+    identity: dict[str, Any],
+    session: dict[str, Any],
+    models: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Write `train.json` for this session before any step, after checking that the folder is
     empty (or, with --resume, holds the same training); returns the record written."""
@@ -127,17 +137,16 @@ def _open_record(
             f"{out} holds files but no {RECORD_FILE}: it is no training folder (or one whose "
             "settings cannot be checked); train into an empty or new --out"
         )
-    if previous is not None and not settings.resume:
+    if previous is not None and not resume:
         raise AudiobenchError(
             f"{out} already holds a training run: use --resume to continue it or another --out"
         )
-    identity = _identity(settings, zoo, roles)
     if previous is not None:
         _check_same_training(path, previous, identity)
     record = {
         "identity": identity,
         "sessions": [*(previous or {}).get("sessions", []), session],
-        "models": zoo.provenance(),
+        "models": models,
     }
     atomic_write_json(path, record)
     return record
@@ -165,9 +174,13 @@ def _check_same_training(path: Path, previous: Any, identity: dict[str, Any]) ->
 
 def _labelled(identity: dict[str, Any]) -> dict[str, Any]:
     """Identity entries under the names a user knows them by: options, dataset, role weights."""
-    weights = identity.get("weights")
+    weights, config = identity.get("weights"), identity.get("config")
     return {
         **{f"--{name.replace('_', '-')}": identity.get(name) for name in IDENTITY_SETTINGS},
+        **{
+            f"option {name}": value
+            for name, value in (config if isinstance(config, dict) else {}).items()
+        },
         "dataset index sha256": identity.get("dataset_sha256"),
         **{
             f"{role} weights sha256": digest
@@ -183,12 +196,17 @@ def _shown(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _finish_record(out: Path, record: dict[str, Any], steps: int) -> None:
-    """Mark the weights in `out` as those of `steps` steps, trained in the recorded sessions."""
+def _finish_record(out: Path, record: dict[str, Any], config: Any) -> None:
+    """Mark the weights in `out` as those of the whole training `config` (its steps included),
+    trained in the recorded sessions."""
     *earlier, session = record["sessions"]
     atomic_write_json(
         out / RECORD_FILE,
-        {**record, "steps": steps, "sessions": [*earlier, {**session, "finished": _now()}]},
+        {
+            **record,
+            "config": dataclasses.asdict(config),
+            "sessions": [*earlier, {**session, "finished": _now()}],
+        },
     )
 
 

@@ -346,12 +346,12 @@ def trainer_intervals(
     training step, and the device's peak memory in MiB. `source` replaces the cached crop
     features (None: audiobench's own cache)."""
     from audiobench.benchmarks.train_bench import StepClock as BatchClock
+    from audiobench.methods.audiotoken import AudioTokenTrainConfig
     from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
 
     from audiobench.models import ModelZoo
-    from audiobench.registry import MethodContext
+    from audiobench.registry import MethodContext, TrainRequest
     from audiobench.trainer import PRECISIONS as TRAIN_PRECISIONS
-    from audiobench.trainer import TrainSettings
 
     if sizes.smoke and device.type == "cpu":
         torch.set_num_threads(1)  # as main() does for the smoke run
@@ -360,15 +360,15 @@ def trainer_intervals(
     with torch.device(device):
         zoo = ModelZoo(profile, LoadOptions(device, TRAIN_PRECISIONS[mixed]))
     steps = sizes.train_steps + sizes.warmups + 1  # n + 1 batch requests give n intervals
-    settings = TrainSettings(
+    request = TrainRequest(
         method="audiotoken",
         data_dir=data,
-        out=out,
-        profile=profile,
-        steps=steps,
-        batch_size=sizes.train_batch,
+        split="train",
+        seed=0,
         mixed_precision=mixed,
-        checkpoint_every=steps,
+        config=AudioTokenTrainConfig(
+            steps=steps, batch_size=sizes.train_batch, checkpoint_every=steps
+        ),
     )
     make = source or partial(CropFeatures, batch_size=sizes.train_batch, audio_encoder="beats")
     clocks: list[BatchClock] = []
@@ -380,7 +380,7 @@ def trainer_intervals(
     out.mkdir(parents=True)
     context = MethodContext(zoo, device, zoo.options.dtype)
     free_memory(device)
-    train_audiotoken(context, settings, out, classification_loss=False, crop_features=clocked)
+    train_audiotoken(context, request, out, classification_loss=False, crop_features=clocked)
     synchronize(device)
     return np.diff(clocks[0].requests).tolist(), peak_memory_mib(device)
 

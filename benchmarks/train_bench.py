@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 from audiobench.benchmarks.common import Measurement, in_own_process, stage_result
+from audiobench.methods.audiotoken import AudioTokenTrainConfig
 from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
 
 from audiobench.data import read_frame
 from audiobench.data.demo import write_demo_dataset
 from audiobench.data.training import frame_tensor
 from audiobench.models import LoadOptions, ModelZoo
-from audiobench.registry import MethodContext
-from audiobench.trainer import TrainSettings
+from audiobench.registry import MethodContext, TrainRequest
 
 
 class RecomputedCropFeatures:
@@ -73,14 +73,13 @@ def timed_training(
     """Seconds of the whole training call and of each step but the last."""
     options = LoadOptions(torch.device("cpu"), torch.float32)
     context = MethodContext(ModelZoo("tiny", options), options.device, options.dtype)
-    settings = TrainSettings(
+    request = TrainRequest(
         method="audiotoken",
         data_dir=data,
-        out=out,
-        profile="tiny",
-        steps=steps,
-        batch_size=batch_size,
-        checkpoint_every=steps,
+        split="train",
+        seed=0,
+        mixed_precision="no",
+        config=AudioTokenTrainConfig(steps=steps, batch_size=batch_size, checkpoint_every=steps),
     )
     out.mkdir(parents=True)
     make = source or partial(CropFeatures, batch_size=batch_size, audio_encoder="beats")
@@ -91,7 +90,7 @@ def timed_training(
         return clocks[0]
 
     start = time.perf_counter()
-    train_audiotoken(context, settings, out, classification_loss=False, crop_features=clocked)
+    train_audiotoken(context, request, out, classification_loss=False, crop_features=clocked)
     return time.perf_counter() - start, np.diff(clocks[0].requests).tolist()
 
 

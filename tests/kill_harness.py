@@ -204,13 +204,14 @@ def evaluate_results(out: Path) -> dict:
 def prepare_training(work: Path) -> None:
     """The demo, and the training features cached by a one-step warm-up."""
     write_demo(work)
-    main([*train_argv(work, work / "warm-up"), "--steps", "1"])
+    main([*train_argv(work, work / "warm-up"), "--set", "steps=1"])
 
 
 def train_argv(work: Path, out: Path) -> list[str]:
     return [
         "train", "--method", "audiotoken", "--profile", "tiny", "--data", str(work / "demo"),
-        "--out", str(out), "--steps", "8", "--batch-size", "2", "--checkpoint-every", "1",
+        "--out", str(out), "--set", "steps=8", "--set", "batch_size=2",
+        "--set", "checkpoint_every=1",
         "--resume",
     ]  # fmt: skip
 

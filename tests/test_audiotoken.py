@@ -144,18 +144,15 @@ def test_gradients_reach_the_embedder_and_nothing_else(tiny_sd):
     assert all(p.grad is None for p in frozen)
 
 
+TRAIN_OPTIONS = {"steps": 6, "batch_size": 2, "checkpoint_every": 3, "lr": 1e-3}
+
+
 def train_settings(demo_dir, out, **changes) -> TrainSettings:
-    values = dict(
-        method="audiotoken",
-        data_dir=demo_dir,
-        out=out,
-        profile="tiny",
-        steps=6,
-        batch_size=2,
-        checkpoint_every=3,
-        lr=1e-3,
-    )
-    return TrainSettings(**{**values, **changes})
+    """Tiny-profile AudioToken training; `changes` may be settings or training options."""
+    options = {key: changes.pop(key, value) for key, value in TRAIN_OPTIONS.items()}
+    values = dict(method="audiotoken", data_dir=demo_dir, out=out, profile="tiny")
+    as_text = {key: str(value) for key, value in options.items()}
+    return TrainSettings(**{**values, **changes}, options=as_text)
 
 
 def digest(path):
@@ -244,8 +241,8 @@ def test_loading_speechbrain_leaves_the_process_alone():
     script = (
         "import torch\n"
         "before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"
-        "import methods.audiotoken.xvector\n"
-        "from methods.audiotoken.beats import _tiny_checkpoint, load_beats\n"
+        "import audiobench.methods.audiotoken.xvector\n"
+        "from audiobench.methods.audiotoken.beats import _tiny_checkpoint, load_beats\n"
         "load_beats(_tiny_checkpoint())\n"
         "import speechbrain.core\n"
         "after = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"

@@ -104,7 +104,8 @@ def test_two_processes_give_the_same_metrics(runs):
 
 def test_two_processes_train_one_embedder(demo_dir, tmp_path):
     common = ("train", "--method", "audiotoken", "--data", demo_dir, "--profile", "tiny")
-    options = ("--device", "cpu", "--steps", "4", "--batch-size", "4", "--checkpoint-every", "2")
+    options = ("--device", "cpu", *("--set", "steps=4", "--set", "batch_size=4"))
+    options += ("--set", "checkpoint_every=2")
     launch(1, *common, *options, "--out", tmp_path / "one")
     launch(2, *common, *options, "--out", tmp_path / "two")
     one, two = (pd.read_csv(tmp_path / name / "loss.csv") for name in ("one", "two"))

@@ -66,20 +66,6 @@ COMMAND_ROWS = [
         "run", ["--method", "sd-text", *RUN], "--batch-size", at_least("--batch-size", 1, *ONE)
     ),
     *rows_for("run", ["--method", "sd-text", *RUN], "--limit", at_least("--limit", 1, *ONE)),
-    *rows_for("train", ["--method", "audiotoken", *RUN], "--steps", at_least("--steps", 1, *ONE)),
-    *rows_for(
-        "train", ["--method", "audiotoken", *RUN], "--batch-size", at_least("--batch-size", 1, "0")
-    ),
-    *rows_for(
-        "train", ["--method", "audiotoken", *RUN], "--grad-accum", at_least("--grad-accum", 1, "0")
-    ),
-    *rows_for("train", ["--method", "audiotoken", *RUN], "--lr", positive("--lr")),
-    *rows_for(
-        "train",
-        ["--method", "audiotoken", *RUN],
-        "--checkpoint-every",
-        at_least("--checkpoint-every", 1, "0"),
-    ),
     *rows_for("train", ["--method", "audiotoken", *RUN], "--seed", SEED),
     *rows_for("evaluate", [f"{OUT}/run"], "--batch-size", at_least("--batch-size", 1, *ONE)),
     *rows_for("evaluate", [f"{OUT}/run"], "--pool-size", at_least("--pool-size", 2, "1", "0")),
@@ -144,9 +130,21 @@ METHOD_OPTIONS = {
         ("cut_pow", "-1", "option cut_pow must be at least 0, not -1.0"),
     ],
 }
+# method -> (training option, bad value, message); every bounded field of every TrainConfig
+TRAIN_OPTIONS = {
+    "audiotoken": [
+        ("steps", "0", "option steps must be at least 1, not 0"),
+        ("batch_size", "0", "option batch_size must be at least 1, not 0"),
+        ("grad_accum", "-1", "option grad_accum must be at least 1, not -1"),
+        ("lr", "0", "option lr must be a positive number, not 0.0"),
+        ("lr", "nan", "option lr takes a finite number, not 'nan'"),
+        ("checkpoint_every", "0", "option checkpoint_every must be at least 1, not 0"),
+    ],
+}
 METHOD_ROWS = [
-    Row("run", ["--method", method, *RUN], "--set", f"{key}={value}", message)
-    for method, cases in METHOD_OPTIONS.items()
+    Row(command, ["--method", method, *RUN], "--set", f"{key}={value}", message)
+    for command, options in (("run", METHOD_OPTIONS), ("train", TRAIN_OPTIONS))
+    for method, cases in options.items()
     for key, value, message in cases
 ]
 ROWS = COMMAND_ROWS + METHOD_ROWS
@@ -194,19 +192,22 @@ def test_every_numeric_option_is_bounded_and_covered_by_a_row():
     assert not missing, f"numeric options without a row here: {missing}"
 
 
-def test_every_numeric_method_option_is_bounded_and_covered_by_a_row():
-    methods = {name: info.load() for name, info in discover().items()}
-    covered = {
-        (methods[name].Config, key) for name, cases in METHOD_OPTIONS.items() for key, *_ in cases
-    }
-    for name, method_class in methods.items():
-        for field in dataclasses.fields(method_class.Config):
+@pytest.mark.parametrize(
+    ("config_of", "options"),
+    [(lambda method: method.Config, METHOD_OPTIONS), (lambda m: m.TrainConfig, TRAIN_OPTIONS)],
+    ids=["Config", "TrainConfig"],
+)
+def test_every_numeric_method_option_is_bounded_and_covered_by_a_row(config_of, options):
+    configs = {name: config_of(info.load()) for name, info in discover().items()}
+    covered = {(configs[name], key) for name, cases in options.items() for key, *_ in cases}
+    for name, config in configs.items():
+        for field in dataclasses.fields(config) if config is not None else ():
             if field.type not in ("int", "float"):
                 continue
             bounds = field.metadata.get(METADATA_KEY)
             assert isinstance(bounds, Bounds), f"{name}: option {field.name} has no bounds"
             assert bounds.admits(field.default), f"{name}: the default of {field.name}"
-            assert (method_class.Config, field.name) in covered, f"{name}: no row for {field.name}"
+            assert (config, field.name) in covered, f"{name}: no row for {field.name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +227,6 @@ class _Bounded(Method):
 
 
 def test_a_config_built_in_python_is_checked_when_the_method_is_made():
-    assert build_config(_Bounded, {"steps": "1"}) == _Options(steps=1)
+    assert build_config(_Bounded.Config, {"steps": "1"}) == _Options(steps=1)
     with pytest.raises(AudiobenchError, match="option steps must be at least 1, not 0"):
         _Bounded(_Options(steps=0))

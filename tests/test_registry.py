@@ -164,9 +164,11 @@ class _Configured(Method):
 
 
 def test_build_config_converts_overrides_to_field_types():
-    config = build_config(_Configured, {"steps": "25", "guidance_scale": "3", "negative": "yes"})
+    config = build_config(
+        _Configured.Config, {"steps": "25", "guidance_scale": "3", "negative": "yes"}
+    )
     assert config == _Options(steps=25, guidance_scale=3.0, negative=True)
-    assert build_config(_Configured, {}) == _Options()
+    assert build_config(_Configured.Config, {}) == _Options()
 
 
 @pytest.mark.parametrize(
@@ -179,4 +181,4 @@ def test_build_config_converts_overrides_to_field_types():
 )
 def test_build_config_rejects_bad_overrides(overrides, message):
     with pytest.raises(AudiobenchError, match=message):
-        build_config(_Configured, overrides)
+        build_config(_Configured.Config, overrides)

@@ -182,7 +182,7 @@ def test_speaker_study_end_to_end(speaker_root, tmp_path, cli):
     assert code == 0 and "3 speakers" in out and "1 silent" in out
     code, _, err = cli(
         "train", "--method", "audiotoken-speaker", "--data", data, "--profile", "tiny",
-        "--out", ckpt, "--steps", "3", "--batch-size", "2",
+        "--out", ckpt, "--set", "steps=3", "--set", "batch_size=2",
     )  # fmt: skip
     assert code == 0, err
     code, _, err = cli(

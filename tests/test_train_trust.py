@@ -22,7 +22,7 @@ from PIL import Image
 
 from audiobench.data import load_index
 from audiobench.store import exclusive_lock
-from tests.test_audiotoken import train_settings
+from tests.test_audiotoken import TRAIN_OPTIONS, train_settings
 from tests.test_paper_scale import _Payload
 
 NEWEST, PREVIOUS = "step-00000006", "step-00000003"  # train_settings: 6 steps, one every 3
@@ -41,24 +41,22 @@ def copy_of(trained: Path, tmp_path: Path) -> Path:
 
 
 def train_cli(
-    cli, data: Path, out: Path, *extra: str, resume: bool = False
+    cli, data: Path, out: Path, *extra: str, resume: bool = False, **training: str
 ) -> tuple[int, str, str]:
-    """`audiobench train` with train_settings' values; `extra` options (name, value) override."""
-    options = {
-        "--method": "audiotoken",
-        "--profile": "tiny",
-        "--steps": "6",
-        "--batch-size": "2",
-        "--checkpoint-every": "3",
-        "--lr": "1e-3",
-    }
+    """`audiobench train` with train_settings' values: `extra` options (name, value) and
+    `training` options (--set KEY=VALUE) override them."""
+    options = {"--method": "audiotoken", "--profile": "tiny"}
     options.update(zip(extra[::2], extra[1::2], strict=True))
     flags = [item for pair in options.items() for item in pair]
-    return cli("train", "--data", data, "--out", out, *flags, *(["--resume"] if resume else []))
+    values = {**{key: str(value) for key, value in TRAIN_OPTIONS.items()}, **training}
+    sets = [item for key, value in values.items() for item in ("--set", f"{key}={value}")]
+    return cli(
+        "train", "--data", data, "--out", out, *flags, *sets, *(["--resume"] if resume else [])
+    )
 
 
-def resume_cli(cli, data: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    return train_cli(cli, data, out, *extra, resume=True)
+def resume_cli(cli, data: Path, out: Path, *extra: str, **training: str) -> tuple[int, str, str]:
+    return train_cli(cli, data, out, *extra, resume=True, **training)
 
 
 def the_error(err: str) -> str:
@@ -98,8 +96,9 @@ def test_train_json_records_the_settings_before_the_first_step(demo_dir, tmp_pat
     with pytest.raises(Killed):
         train(train_settings(demo_dir, tmp_path / "ckpt", seed=3))
     record = json.loads((tmp_path / "ckpt" / "train.json").read_text())
-    assert record["identity"]["seed"] == 3 and record["identity"]["batch_size"] == 2
-    assert "steps" not in record  # not finished
+    assert record["identity"]["seed"] == 3 and record["identity"]["config"]["batch_size"] == 2
+    assert "steps" not in record["identity"]["config"]  # a resume may train longer
+    assert "config" not in record  # not finished
 
 
 def test_a_resume_under_other_settings_names_each_change(trained, demo_dir, tmp_path, cli):
@@ -113,17 +112,20 @@ def test_a_resume_under_other_settings_names_each_change(trained, demo_dir, tmp_
         cli,
         other_data,
         out,
-        *("--method", "audiotoken-cl", "--seed", "1", "--lr", "0.002", "--batch-size", "4"),
-        *("--grad-accum", "2", "--mixed-precision", "bf16", "--split", "test"),
+        *("--method", "audiotoken-cl", "--seed", "1", "--mixed-precision", "bf16"),
+        *("--split", "test"),
+        lr="0.002",
+        batch_size="4",
+        grad_accum="2",
     )
     assert code == 2
     line = the_error(err)
     for change in (
         "--method audiotoken -> audiotoken-cl",
         "--seed 0 -> 1",
-        "--lr 0.001 -> 0.002",
-        "--batch-size 2 -> 4",
-        "--grad-accum 1 -> 2",
+        "option lr 0.001 -> 0.002",
+        "option batch_size 2 -> 4",
+        "option grad_accum 1 -> 2",
         "--mixed-precision no -> bf16",
         "--split train -> test",
         "dataset index sha256",
@@ -154,12 +156,10 @@ def test_steps_checkpoints_and_device_may_change_on_resume(trained, demo_dir, tm
     out = copy_of(trained, tmp_path)
     identity = json.loads((out / "train.json").read_text())["identity"]
     moved = Path(shutil.copytree(demo_dir, tmp_path / "moved"))  # the same index elsewhere
-    code, _, err = resume_cli(
-        cli, moved, out, "--steps", "8", "--checkpoint-every", "4", "--device", "cpu"
-    )
+    code, _, err = resume_cli(cli, moved, out, "--device", "cpu", steps="8", checkpoint_every="4")
     assert code == 0, err
     record = json.loads((out / "train.json").read_text())
-    assert record["identity"] == identity and record["steps"] == 8
+    assert record["identity"] == identity and record["config"]["steps"] == 8
     assert [session["steps"] for session in record["sessions"]] == [6, 8]
     assert record["sessions"][-1]["checkpoint_every"] == 4
     assert record["sessions"][-1]["dataset"] == str(moved.resolve())
@@ -169,10 +169,11 @@ def test_steps_checkpoints_and_device_may_change_on_resume(trained, demo_dir, tm
 def test_steps_below_the_checkpoint_are_refused(trained, demo_dir, tmp_path, cli):
     out = copy_of(trained, tmp_path)
     log = (out / "loss.csv").read_bytes()
-    code, _, err = resume_cli(cli, demo_dir, out, "--steps", "5")
+    code, _, err = resume_cli(cli, demo_dir, out, steps="5")
     assert code == 2
     line = the_error(err)
-    assert f"checkpoint {out / 'checkpoints' / NEWEST} is at step 6; --steps 5 is below it" in line
+    expected = f"checkpoint {out / 'checkpoints' / NEWEST} is at step 6; option steps 5 is below it"
+    assert expected in line
     assert (out / "loss.csv").read_bytes() == log
 
 

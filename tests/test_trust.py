@@ -127,8 +127,8 @@ def test_hostile_names_cannot_break_a_markdown_table(tmp_path):
     [
         (["run", "--method", "sd-text", "--set", "guidance_scale=nan"], "finite number"),
         (["run", "--method", "sd-text", "--set", "guidance_scale=inf"], "finite number"),
-        (["train", "--method", "audiotoken", "--lr", "nan"], "--lr must be a positive number"),
-        (["train", "--method", "audiotoken", "--lr", "0"], "--lr must be a positive number"),
+        (["train", "--method", "audiotoken", "--set", "lr=nan"], "option lr takes a finite"),
+        (["train", "--method", "audiotoken", "--set", "lr=0"], "option lr must be a positive"),
         (["human-eval", "export", "{run}", "--per-method", "0"], "--per-method must be at least 1"),
     ],
 )

@@ -32,8 +32,7 @@ from audiobench.bounds import bounded
 from audiobench.data import Sample, read_audio_window
 from audiobench.errors import AudiobenchError
 from audiobench.models.zoo import RANDOM_PROFILES
-from audiobench.registry import Method, MethodContext
-from audiobench.trainer import TrainSettings
+from audiobench.registry import Method, MethodContext, TrainRequest
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
 TINY_EMBEDDER_SEED = 0
@@ -56,6 +55,17 @@ class AudioTokenConfig:
     steps: int = bounded(50, low=1)
     audio_seconds: float = bounded(5.0, low=0, low_inclusive=False)
     prompt: str = PROMPT
+
+
+@dataclass(frozen=True)
+class AudioTokenTrainConfig:
+    """The paper's training recipe: AdamW on the embedder alone, a global batch of 8 crops."""
+
+    steps: int = bounded(60_000, low=1)
+    batch_size: int = bounded(8, low=1)  # the global batch, split across processes
+    grad_accum: int = bounded(1, low=1)
+    lr: float = bounded(8e-5, low=0, low_inclusive=False)
+    checkpoint_every: int = bounded(1000, low=1)
 
 
 def embedder_path(checkpoint: Path) -> Path:
@@ -82,6 +92,9 @@ class AudioToken(Method):
     table_name = "AudioToken"
     roles = ("sd", "beats")
     Config = AudioTokenConfig
+    TrainConfig = AudioTokenTrainConfig
+    # More steps continue the same constant-rate training; checkpoints only mark where it is
+    resume_may_change = ("steps", "checkpoint_every")
     classification_loss = False
     audio_encoder = "beats"  # the role whose `layer_features` the embedder reads
 
@@ -139,12 +152,10 @@ class AudioToken(Method):
             guidance_scale=self.config.guidance_scale,
         ).images
 
-    def train(self, context: MethodContext, settings: TrainSettings, out: Path) -> Path:
+    def train(self, context: MethodContext, request: TrainRequest, out: Path) -> Path:
         from audiobench.methods.audiotoken.training import train_audiotoken
 
-        return train_audiotoken(
-            context, settings, out, self.classification_loss, self.audio_encoder
-        )
+        return train_audiotoken(context, request, out, self.classification_loss, self.audio_encoder)
 
 
 class AudioTokenCL(AudioToken):

@@ -43,9 +43,8 @@ from audiobench.errors import AudiobenchError
 from audiobench.features import Computer, FeatureKind, Features, register_kind
 from audiobench.models.checkpoints import CheckpointRefused, load_state_dict, read_checkpoint
 from audiobench.progress import progress_bar
-from audiobench.registry import MethodContext
+from audiobench.registry import MethodContext, TrainRequest
 from audiobench.store import atomic_write_bytes, atomic_write_json, file_sha256, read_json
-from audiobench.trainer import TrainSettings
 
 EMBEDDER_FILE = "embedder_learned_embeds.bin"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -131,7 +130,7 @@ class CropFeatures:
 
 def train_audiotoken(
     context: MethodContext,
-    settings: TrainSettings,
+    request: TrainRequest,
     out: Path,
     classification_loss: bool,
     audio_encoder: str = "beats",
@@ -142,35 +141,36 @@ def train_audiotoken(
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
-    resumed = _resume_point(out, settings, context.processes)
+    config = request.config
+    resumed = _resume_point(out, config.steps, context.processes)
     pipeline = context.models.load("sd")
     encoder = context.models.load(audio_encoder)
-    samples = load_index(settings.data_dir, settings.split)
+    samples = load_index(request.data_dir, request.split)
     crops = [
-        crop for sample in samples for crop in clip_crops(settings.data_dir, [sample])[sample.id]
+        crop for sample in samples for crop in clip_crops(request.data_dir, [sample])[sample.id]
     ]
     frame_size = training_frame_size(pipeline)
     make = crop_features or partial(
-        CropFeatures, batch_size=settings.batch_size, audio_encoder=audio_encoder
+        CropFeatures, batch_size=config.batch_size, audio_encoder=audio_encoder
     )
     cached = make(context, crops, frame_size)
     labels = _label_embeddings(pipeline, [crop.sample.label for crop in crops])
 
     processes = context.processes
-    if settings.batch_size % processes.size:
+    if config.batch_size % processes.size:
         raise AudiobenchError(
-            f"--batch-size {settings.batch_size} (the global batch) must be a multiple of the "
+            f"option batch_size {config.batch_size} (the global batch) must be a multiple of the "
             f"{processes.size} processes"
         )
     accelerator = Accelerator(
-        mixed_precision=settings.mixed_precision, cpu=context.device.type == "cpu"
+        mixed_precision=request.mixed_precision, cpu=context.device.type == "cpu"
     )
     for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
         module.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(request.seed)
         embedder = AudioTokenEmbedder(encoder.feature_dim, pipeline.text_encoder.config.hidden_size)
-    optimizer = torch.optim.AdamW(embedder.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(embedder.parameters(), lr=config.lr, weight_decay=WEIGHT_DECAY)
     start = 0
     if resumed is not None:
         embedder.load_state_dict(resumed.embedder)
@@ -183,20 +183,20 @@ def train_audiotoken(
     scaling = pipeline.vae.config.scaling_factor
     with (
         TrainingLog(out, processes.is_main) as log,
-        progress_bar(settings.steps, f"training {settings.method}") as advance,
+        progress_bar(config.steps, f"training {request.method}") as advance,
     ):
         advance(start)
-        for step in range(start, settings.steps):
-            generator = torch.Generator().manual_seed(step_seed(settings.seed, step))
+        for step in range(start, config.steps):
+            generator = torch.Generator().manual_seed(step_seed(request.seed, step))
             # Dropout masks are drawn on the device (a CPU draw would cost more than the
             # step), for the whole batch like everything else
             on_device = torch.Generator(accelerator.device)
-            on_device.manual_seed(step_seed(settings.seed, step))
+            on_device.manual_seed(step_seed(request.seed, step))
             embedder.train()
             terms = torch.zeros(4)
-            for _ in range(settings.grad_accum):
+            for _ in range(config.grad_accum):
                 # The whole batch is drawn in every process; each trains on its share of rows.
-                index = torch.randint(len(crops), (settings.batch_size,), generator=generator)
+                index = torch.randint(len(crops), (config.batch_size,), generator=generator)
                 layers, moments = cached.batch(index)
                 mean, logvar = moments.chunk(2, dim=1)
                 latents = (
@@ -205,12 +205,10 @@ def train_audiotoken(
                 noise = torch.randn(latents.shape, generator=generator)
                 timesteps = torch.randint(
                     scheduler.config.num_train_timesteps,
-                    (settings.batch_size,),
+                    (config.batch_size,),
                     generator=generator,
                 )
-                masks = unwrapped.draw_dropout_masks(
-                    settings.batch_size, layers.shape[1], on_device
-                )
+                masks = unwrapped.draw_dropout_masks(config.batch_size, layers.shape[1], on_device)
                 share = slice(processes.rank, None, processes.size)
                 index, layers, latents = index[share], layers[share], latents[share]
                 noise, timesteps, masks = noise[share], timesteps[share], masks[share]
@@ -237,12 +235,12 @@ def train_audiotoken(
                     )
                     cl = (1 - cosine.mean()) ** 2  # the official reduction: square of the mean
                 loss = mse + L1_WEIGHT * l1 + CL_WEIGHT * cl
-                accelerator.backward(loss / settings.grad_accum)
-                terms += torch.stack([loss, mse, l1, cl]).detach().cpu() / settings.grad_accum
+                accelerator.backward(loss / config.grad_accum)
+                terms += torch.stack([loss, mse, l1, cl]).detach().cpu() / config.grad_accum
             optimizer.step()
             optimizer.zero_grad()
             log.record(step + 1, torch.stack(processes.gather(terms)).mean(dim=0))
-            due = (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
+            due = (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
             if due and processes.is_main:
                 _checkpoint(out, step + 1, unwrapped, optimizer)
             advance(1)
@@ -329,17 +327,18 @@ class Checkpoint:
     optimizer: dict[str, Any]
 
 
-def _resume_point(out: Path, settings: TrainSettings, processes: Processes) -> Checkpoint | None:
+def _resume_point(out: Path, steps: int, processes: Processes) -> Checkpoint | None:
     """The newest readable checkpoint (None: begin at step 0). Read before any model loads, so
-    a --steps below it fails at once; then the main process drops what follows it (unreadable
-    newer checkpoints, the log's later rows), as an uninterrupted run would not have them."""
+    a number of `steps` below it fails at once; then the main process drops what follows it
+    (unreadable newer checkpoints, the log's later rows), as an uninterrupted run would not
+    have them."""
     saved = sorted((out / "checkpoints").glob("step-*"))
     log = out / "loss.csv"
     checkpoint, unreadable = _newest_readable(saved)
-    if checkpoint is not None and checkpoint.step > settings.steps:
+    if checkpoint is not None and checkpoint.step > steps:
         raise AudiobenchError(
-            f"checkpoint {checkpoint.folder} is at step {checkpoint.step}; --steps "
-            f"{settings.steps} is below it"
+            f"checkpoint {checkpoint.folder} is at step {checkpoint.step}; option steps {steps} "
+            "is below it"
         )
     processes.wait()  # every process has read before the main one changes the folder
     if processes.is_main:
