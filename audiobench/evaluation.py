@@ -22,7 +22,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -258,17 +258,19 @@ def _select(
     """The samples every requested metric can use, and the others with the reason."""
     evaluated, excluded = [], []
     for row in table.itertuples(index=False):
-        image = run.image_path(row.id)
+        sample_id = cast(str, row.id)  # pandas-stubs types row fields as any scalar
+        image = run.image_path(sample_id)
+        reason: str | None
         if row.status != "ok":
             reason = f"generation failed: {row.error}"
-        elif row.id not in samples:
+        elif sample_id not in samples:
             reason = "not in the dataset index"
         else:
-            reason = _input_problem(samples[row.id], image, sources)
+            reason = _input_problem(samples[sample_id], image, sources)
         if reason:
-            excluded.append({"id": row.id, "reason": reason})
+            excluded.append({"id": sample_id, "reason": reason})
         else:
-            evaluated.append(Evaluated(samples[row.id], image))
+            evaluated.append(Evaluated(samples[sample_id], image))
     return evaluated, excluded
 
 

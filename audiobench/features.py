@@ -233,7 +233,7 @@ def _prepared_batch(
     keys = [key for key, _ in batch]
     loaded = load([item for _, item in batch])
     shared: dict[Hashable, Any] = {}
-    prepared = []
+    prepared: list[Any] = []
     for computer, wanted in zip(computers, missing, strict=True):
         if not wanted.intersection(keys):
             prepared.append(None)

@@ -189,6 +189,7 @@ def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> dict[str,
                 "numbers are meaningless and do not belong on a leaderboard (--force to add it "
                 "anyway)"
             )
+        assert row.run_dir is not None  # load_rows makes every row from a run
         record = RunRecord(row.run_dir)
         board["rows"].append(
             {

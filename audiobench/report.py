@@ -73,6 +73,12 @@ class Row:
             return None
         return self.metrics.get(metric)
 
+    def run(self) -> RunDirectory:
+        """The run folder of a row made from a run (published leaderboard rows have none)."""
+        if self.run_dir is None:
+            raise AudiobenchError(f"{self.name} is a published row, not a run")
+        return RunDirectory(self.run_dir)
+
     @property
     def n(self) -> int | None:
         counts = [result["n"] for result in self.metrics.values() if result.get("n") is not None]
@@ -172,9 +178,9 @@ def best_values(rows: list[Row], columns: list[Column]) -> dict[str, float]:
     best = {}
     for column in columns:
         values = [
-            row.cell(column.metric)["value"]
+            cell["value"]
             for row in rows
-            if row.conditioning == "audio" and row.cell(column.metric)
+            if row.conditioning == "audio" and (cell := row.cell(column.metric))
         ]
         if values:
             best[column.metric] = max(values) if column.higher_is_better else min(values)
@@ -309,7 +315,7 @@ def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
     runs = [row for row in rows if row.run_dir is not None]
     ordered = [row for row in runs if row.conditioning != "reference"]
     ordered += [row for row in runs if row.conditioning == "reference"]
-    tables = {row.run_dir: pd.read_parquet(RunDirectory(row.run_dir).samples_file) for row in runs}
+    tables = {row.run_dir: pd.read_parquet(row.run().samples_file) for row in runs}
     common = sorted(set.intersection(*(set(t[t.status == "ok"].id) for t in tables.values())))
     chosen = common[:samples]
     if not chosen:
@@ -321,7 +327,7 @@ def qualitative_grid(rows: list[Row], samples: int = 6) -> bytes:
     for r, row in enumerate(ordered):
         for c, sample_id in enumerate(chosen):
             axis = axes[r][c]
-            with Image.open(RunDirectory(row.run_dir).image_path(sample_id)) as image:
+            with Image.open(row.run().image_path(sample_id)) as image:
                 axis.imshow(image.convert("RGB"))
             axis.set_xticks([])
             axis.set_yticks([])
@@ -389,8 +395,11 @@ def spectrogram_pairs(row: Row, samples: int = 4) -> bytes:
 
     from audiobench.data import SAMPLE_RATE, load_index
 
-    record = RunDirectory(row.run_dir).read_run()
-    table = pd.read_parquet(RunDirectory(row.run_dir).samples_file)
+    run = row.run()
+    record = run.read_run()
+    if record is None:
+        raise AudiobenchError(f"{row.run_dir} is not a run directory (no run.json)")
+    table = pd.read_parquet(run.samples_file)
     index = {s.id: s for s in load_index(record["dataset"], record["split"])}
     chosen = [i for i in table[table.status == "ok"].id if i in index][:samples]
     mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=64)
@@ -400,7 +409,7 @@ def spectrogram_pairs(row: Row, samples: int = 4) -> bytes:
         power = mel(torch.from_numpy(sample.read_audio())).numpy()
         axes[r][0].imshow(np.log(power + 1e-6), origin="lower", aspect="auto", cmap="magma")
         axes[r][0].set_ylabel(escaping.plot_text(sample.label), fontsize=8)
-        with Image.open(RunDirectory(row.run_dir).image_path(sample_id)) as image:
+        with Image.open(run.image_path(sample_id)) as image:
             axes[r][1].imshow(image.convert("RGB"))
         for axis in axes[r]:
             axis.set_xticks([])

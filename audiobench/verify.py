@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -161,13 +161,14 @@ def _check_images(
 ) -> list[Finding]:
     findings = []
     for row in _finished(table).itertuples():
-        now, recorded = current[row.id], getattr(row, "image_sha256", None)
+        sample_id = cast(str, row.id)  # pandas-stubs types row fields as any scalar
+        now, recorded = current[sample_id], getattr(row, "image_sha256", None)
         if now is None:
-            findings.append(Finding("drift", row.id, "image missing"))
+            findings.append(Finding("drift", sample_id, "image missing"))
         elif not isinstance(recorded, str):
-            findings.append(Finding("note", row.id, "no recorded hash (an older run)"))
+            findings.append(Finding("note", sample_id, "no recorded hash (an older run)"))
         elif now != recorded:
-            findings.append(Finding("drift", row.id, "image changed since it was generated"))
+            findings.append(Finding("drift", sample_id, "image changed since it was generated"))
     known = {f"{sample_id}.png" for sample_id in current}
     for path in sorted(run.images_dir.glob("*.png")):
         if path.name not in known:
@@ -191,11 +192,12 @@ def _check_metrics(
 ) -> list[Finding]:
     excluded = {item["id"] for item in metrics.get("excluded", [])}
     seen = {sample_id: h for sample_id, h in current.items() if sample_id not in excluded}
+    hashed = {sample_id: h for sample_id, h in seen.items() if h is not None}
     findings = []
     images = metrics.get("images")
     if images is None:
         findings.append(Finding("note", METRICS_FILE, "no image digest (an older evaluation)"))
-    elif None in seen.values() or hashes_digest(seen) != images["sha256"]:
+    elif len(hashed) < len(seen) or hashes_digest(hashed) != images["sha256"]:
         findings.append(Finding("drift", METRICS_FILE, "images changed after the evaluation"))
     recorded = metrics.get("metrics", {})
     for name, plugin in discover_metrics().items():
@@ -209,11 +211,11 @@ def _check_metrics(
                 )
             )
     for name, result in recorded.items():
-        plugin = discover_metrics().get(name)
-        if plugin is None:
+        metric_plugin = discover_metrics().get(name)
+        if metric_plugin is None:
             findings.append(Finding("note", name, "metric not known to this install"))
             continue
-        column = plugin.score_column
+        column = metric_plugin.score_column
         if column is None:
             continue
         if column not in table.columns:

@@ -188,7 +188,8 @@ def _church_bell_picture(rng: Rng, draw: ImageDraw.ImageDraw) -> None:
 
 def _smoke_detector_picture(rng: Rng, draw: ImageDraw.ImageDraw) -> None:
     draw.rectangle([0, 0, FRAME_SIZE, FRAME_SIZE], fill=_jitter(rng, (232, 230, 222), 10))
-    cx, cy = FRAME_SIZE // 2 + rng.integers(-30, 31), FRAME_SIZE // 2 + rng.integers(-30, 31)
+    cx = FRAME_SIZE // 2 + int(rng.integers(-30, 31))
+    cy = FRAME_SIZE // 2 + int(rng.integers(-30, 31))
     radius = int(rng.integers(70, 95))
     draw.ellipse(
         [cx - radius, cy - radius, cx + radius, cy + radius],
@@ -260,7 +261,7 @@ def write_demo_dataset(out: Path, seed: int = 0) -> Path:
     make_directory(out / "audio")
     make_directory(out / "frames")
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[dict[str, object]] = []
     for label in CLASSES:
         for k in range(TRAIN_PER_CLASS + TEST_PER_CLASS):
             ytid = _youtube_like_id(rng, force_leading_dash=not rows)

@@ -61,8 +61,8 @@ def prepare_speakers(root: Path, out: Path, clip_seconds: float = 5.0) -> Speake
     if not (math.isfinite(clip_seconds) and clip_seconds > 0):
         raise AudiobenchError(f"--clip-seconds must be positive, got {clip_seconds:g}")
     speakers = _speaker_folders(root)
-    for folder in ("audio", "frames"):
-        make_directory(Path(out) / folder)
+    for kind in ("audio", "frames"):
+        make_directory(Path(out) / kind)
     rows: list[dict] = []
     skipped: list[dict] = []
     for folder in speakers:

@@ -46,9 +46,15 @@ def clip_crops(data_dir: Path, samples: list[Sample]) -> dict[str, list[Crop]]:
     crops = {}
     for sample in samples:
         if sample.id in by_id:
+            listed_crops = by_id[sample.id]
             crops[sample.id] = [
-                Crop(sample, row.audio_start, row.audio_end, root / row.frame)
-                for row in by_id[sample.id].itertuples()
+                Crop(sample, start, end, root / frame)
+                for start, end, frame in zip(
+                    listed_crops["audio_start"],
+                    listed_crops["audio_end"],
+                    listed_crops["frame"],
+                    strict=True,
+                )
             ]
         else:
             duration = soundfile.info(str(sample.audio_path)).duration

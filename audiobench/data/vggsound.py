@@ -182,9 +182,12 @@ class DecodedClip:
 
 def decode_clip(clip_id: str, video: Path | None, audio: Path | None) -> DecodedClip:
     """Read a clip's audio and one frame per second; raises SampleError(reason: detail)."""
-    if video is None and audio is None:
+    if audio is not None:
+        samples = read_wav(audio)
+    elif video is not None:
+        samples = read_video_audio(video)
+    else:
         raise SampleError("missing: no video or audio file found")
-    samples = read_wav(audio) if audio is not None else read_video_audio(video)
     duration = samples.size / SAMPLE_RATE
     if duration < WINDOW_SECONDS:
         raise SampleError(f"too-short: {duration:.2f} s of audio, {WINDOW_SECONDS:g} s needed")
@@ -374,6 +377,7 @@ def _write_clip(
                 decoded.frame_times, middle_scores(decoded.frame_times, window), window
             )
         if clip_scores is None:  # every frame scored once per clip, for all its windows
+            assert scorer is not None  # prepare_vggsound refuses a "clip" policy without one
             clip_scores = list(scorer(images, PROMPT.format(label=entry.label)))
         return best_frame(decoded.frame_times, clip_scores, window)
 

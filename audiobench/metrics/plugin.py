@@ -77,7 +77,7 @@ class MetricResult:
     n: int
     ci95: tuple[float, float]
     config: dict[str, Any]
-    per_sample: dict[str, Sequence[Any]] = field(default_factory=dict)
+    per_sample: dict[str, Sequence[Any] | np.ndarray] = field(default_factory=dict)
 
     def record(self, metric: type[Metric]) -> dict[str, Any]:
         """The metric's entry in metrics.json."""
@@ -169,8 +169,12 @@ def get_metric(name: str) -> type[Metric]:
 
 def default_metrics() -> tuple[str, ...]:
     """The paper's Table 1 metrics in its column order: evaluated and reported by default."""
-    table = [metric for metric in discover_metrics().values() if metric.paper_column is not None]
-    return tuple(metric.name for metric in sorted(table, key=lambda metric: metric.paper_column))
+    positions = [
+        (metric.paper_column, metric.name)
+        for metric in discover_metrics().values()
+        if metric.paper_column is not None
+    ]
+    return tuple(name for _, name in sorted(positions, key=lambda position: position[0]))
 
 
 def set_metrics() -> tuple[str, ...]:
@@ -303,6 +307,8 @@ def _win_rate_result(
 ) -> tuple[MetricResult, np.ndarray]:
     """A retrieval win rate over the configured pool, and the per-sample wins."""
     count = len(query)
+    pool: torch.Tensor | None
+    pool_config: str | dict[str, int]
     if settings.pool_size is None or settings.pool_size >= count:
         pool, pool_config = None, "all other samples"
     else:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,7 +57,7 @@ _LIGHTNING_CLASSES = [
     )
 ]
 # (stand-in, qualified name) pairs, the form `torch.serialization.safe_globals` takes.
-CHECKPOINT_GLOBALS = [
+CHECKPOINT_GLOBALS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
     *((LightningObject, name) for name in _LIGHTNING_CLASSES),
     # Lightning's AttributeDict (hyper-parameters) is read as the plain dict it derives from
     (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),

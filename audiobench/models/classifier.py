@@ -34,7 +34,7 @@ ARCHITECTURE = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
 HUB_REPO = f"timm/{ARCHITECTURE}"
 _FILES = ("model.safetensors", "pytorch_model.bin")
 # ViT-B/16 32 wide and 2 blocks deep: the `tiny` profile's size (timm `create_model` kwargs)
-TINY_SIZE = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+TINY_SIZE: dict[str, Any] = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 @cache

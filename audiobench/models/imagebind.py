@@ -37,10 +37,10 @@ initialisation: only `paper` weights carry meaning.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache, partial
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,9 @@ from audiobench.models.zoo import (
     torch_hub_file,
     weight_file,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 CHECKPOINT = "imagebind_huge.pth"
 URL = f"https://dl.fbaipublicfiles.com/imagebind/{CHECKPOINT}"
@@ -234,6 +237,8 @@ class _Normalize(nn.Module):
 
 
 class _FixedLogitScale(nn.Module):
+    log_logit_scale: torch.Tensor  # a buffer
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("log_logit_scale", torch.tensor(math.log(LOGIT_SCALE)))
@@ -278,7 +283,8 @@ class _Branch(nn.Module):
     def from_official_checkpoint(cls, path: Path, **dims: int) -> Self:
         """This branch of a full ImageBind state dict (other modalities ignored), strictly."""
         state = load_state_dict(path)
-        model = cls(**dims)
+        build: Callable[..., Self] = cls  # concrete branches are built from their dimensions
+        model = build(**dims)
         load_strict(model, {k: v for k, v in state.items() if k.startswith(cls.prefixes)}, path)
         return model.eval()
 
@@ -390,7 +396,7 @@ def _load_paper(encoder: type[_Branch], path: Path, options: LoadOptions) -> _Br
     return encoder.from_official_checkpoint(path).to(options.device, options.dtype)
 
 
-def _build(encoder: type[_Branch], dims: dict[str, int], options: LoadOptions) -> _Branch:
+def _build(encoder: Callable[..., _Branch], dims: dict[str, int], options: LoadOptions) -> _Branch:
     return encoder(**dims).eval().to(options.device, options.dtype)
 
 

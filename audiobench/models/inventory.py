@@ -41,6 +41,7 @@ def role_status(profile: str, weights_dir: Path | None) -> list[RoleStatus]:
     statuses = []
     for name, users in sorted(roles_in_use().items()):
         role = get_role(name)
+        location: str | None
         if profile == "tiny":
             location = "built in (seeded random weights)"
         else:

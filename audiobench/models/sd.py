@@ -76,7 +76,8 @@ def _assemble(unet, vae, text_encoder, scheduler, options: LoadOptions):
         requires_safety_checker=False,
     )
     if options.dtype != torch.float32:
-        pipeline.to(dtype=options.dtype)
+        # diffusers' `__init__` imports a dummy StableDiffusionPipeline first, which mypy takes
+        pipeline.to(dtype=options.dtype)  # type: ignore[attr-defined]
     return _finish(pipeline, options)
 
 

@@ -45,6 +45,12 @@ TINY_WIDTHS = (8, 16, 32, 64)
 class _SpectrogramResNet(nn.Module):
     """ResNet-18 on a one-channel log power spectrogram (the official `ResNet` key layout)."""
 
+    # the four stages, set by name in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, widths: Sequence[int] = PAPER_WIDTHS) -> None:
         import torchaudio
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -37,6 +37,8 @@ _ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # The published configuration files of the paper's models (sources in configs/README.md): what
 # `paper-random` builds from, and what `paper` would read beside the weights.
 CONFIGS_DIR = Path(__file__).parent / "configs"
+# The activations `torch.nn.init.kaiming_normal_` computes a gain for
+Nonlinearity = Literal["linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def diffusers_layout(
     diffusers_models: Sequence[str], transformers_models: Sequence[str]
 ) -> WeightLayout:
     """The weight files of a diffusers pipeline folder, safetensors first."""
-    files = {
+    files: dict[str, tuple[str, ...]] = {
         name: (f"{name}/diffusion_pytorch_model.safetensors", f"{name}/diffusion_pytorch_model.bin")
         for name in diffusers_models
     }
@@ -199,7 +201,9 @@ class ModelZoo:
                     state_sha256(model),
                 )
             else:
-                model = role.load_paper(Path(self.identify(role_name).path), self.options)
+                paper_path = self.identify(role_name).path
+                assert paper_path is not None  # `paper` provenance always records the path
+                model = role.load_paper(Path(paper_path), self.options)
             self._loaded[role_name] = model
         return self._loaded[role_name]
 
@@ -211,6 +215,7 @@ class ModelZoo:
             else:
                 self.require([role_name])
                 role, path = get_role(role_name), self.locate(role_name)
+                assert path is not None  # require() raised otherwise
                 self._provenance[role_name] = Provenance(
                     role.name, "paper", role.paper_source, str(path), files_sha256(path)
                 )
@@ -393,7 +398,7 @@ def download_file(url: str, target: Path, sha256_prefix: str | None = None) -> P
     return target
 
 
-def variance_preserving_init(model: torch.nn.Module, nonlinearity: str = "relu") -> None:
+def variance_preserving_init(model: torch.nn.Module, nonlinearity: Nonlinearity = "relu") -> None:
     """Kaiming-normal weights, zero biases, BatchNorm statistics 0 and 1.
 
     Tiny random networks with some libraries' default initialisations collapse: their outputs
@@ -406,8 +411,10 @@ def variance_preserving_init(model: torch.nn.Module, nonlinearity: str = "relu")
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
         elif isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            module.running_mean.zero_()
-            module.running_var.fill_(1.0)
+            if module.running_mean is not None:
+                module.running_mean.zero_()
+            if module.running_var is not None:
+                module.running_var.fill_(1.0)
 
 
 def build_unloaded(
@@ -423,7 +430,10 @@ def build_unloaded(
     empty state dict the constructor then loads. Works on the meta device too.
     """
 
-    class Unloaded(module_class):
+    # a base class chosen at run time, which mypy cannot check statically
+    unloaded_base: Any = module_class
+
+    class Unloaded(unloaded_base):
         def load_state_dict(self, state_dict, *args, **kwargs):
             if not state_dict:  # the placeholder's: keep the fresh initialisation
                 return None
