@@ -8,6 +8,13 @@ shown with their true label (should be rated high) and with another class's labe
 Run folders and datasets may come from strangers and the sheets go to other strangers, so every
 image is checked before anything is written (see `_checked_image`), and every CSV cell that a
 spreadsheet would run as a formula is neutralised (see `neutralise`).
+
+The images are written to `images/<item id>.png`, so their names are as blind as the sheets. The
+HTML form and, by default, the Label Studio tasks embed them (as `data:` URIs: a stock Label Studio
+server shows them with no setup, and resolves a relative path against its own URLs instead). The
+CSV and MTurk sheets name them, by default as those local paths, which MTurk cannot load: the
+folder is to be uploaded to a web host and the export given its URL (`image_url_prefix`), which
+the CSV, MTurk and Label Studio sheets then name each image by.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -25,10 +33,13 @@ from PIL import Image
 
 from audiobench.data import load_index
 from audiobench.errors import AudiobenchError
+from audiobench.escaping import html_text
 from audiobench.store import RunDirectory, atomic_write_bytes, make_directory, read_inside
 
 FORMATS = ("html", "csv", "mturk", "labelstudio")
+PER_METHOD = 15  # the paper rated 15 test images per method
 KEY_FILE = "key.csv"
+MTURK_ANSWER = "rating"  # the MTurk layout's rating element; results name it Answer.rating
 QUESTION = "How well does the image show the sound's label?"
 ANCHORS = {1: "not at all", 2: "slightly", 3: "somewhat", 4: "well", 5: "perfectly"}
 # What audiobench writes (PNG) and what datasets' frames are (PNG or JPEG): shown by every
@@ -38,6 +49,9 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 # that only looks neutralised (leading quotes before such a character); see `neutralise`.
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
+# The characters a URL may hold unencoded (RFC 3986) but "#": a fragment would hide the file name
+# the prefix is joined with from the server. Quotes, spaces and <> would break the HTML and CSV.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]+")
 
 
 @dataclass(frozen=True)
@@ -53,10 +67,14 @@ class Item:
 
 
 def build_items(
-    run_dirs: list[Path], per_method: int = 15, seed: int = 0, attention_checks: int = 2
+    run_dirs: list[Path], per_method: int | None = None, seed: int = 0, attention_checks: int = 2
 ) -> list[Item]:
-    """The shuffled, blinded items: `per_method` shared samples per run plus the checks."""
-    if per_method < 1 or attention_checks < 0:
+    """The shuffled, blinded items: `per_method` shared samples per run plus the checks.
+
+    `per_method` None is the paper's 15, or every shared sample when the runs share fewer (a
+    demo, a small split): a default should work where it can. A number asked for is kept to,
+    and more than the runs share is an error that says how many there are."""
+    if (per_method is not None and per_method < 1) or attention_checks < 0:
         raise AudiobenchError(
             f"--per-method must be at least 1 and --attention-checks at least 0, not "
             f"{per_method} and {attention_checks}"
@@ -70,11 +88,8 @@ def build_items(
             raise AudiobenchError(f"{run_dir} is not a run directory made by `audiobench run`")
         tables[Path(run_dir)] = (record, table[table.status == "ok"].set_index("id"))
     shared = sorted(set.intersection(*(set(t.index) for _, t in tables.values())))
-    if len(shared) < per_method:
-        raise AudiobenchError(
-            f"the runs share {len(shared)} generated samples, fewer than --per-method {per_method}"
-        )
-    chosen = sorted(rng.choice(shared, per_method, replace=False).tolist())
+    count = _samples_to_rate(len(shared), per_method)
+    chosen = sorted(rng.choice(shared, count, replace=False).tolist())
     items = []
     for run_dir, (record, table) in tables.items():
         for sample_id in chosen:
@@ -96,6 +111,76 @@ def build_items(
     return [
         Item(**{**asdict(items[i]), "item_id": f"item-{names[k]:08x}"}) for k, i in enumerate(order)
     ]
+
+
+def _samples_to_rate(shared: int, per_method: int | None) -> int:
+    if shared == 0:
+        raise AudiobenchError(
+            "the runs share no generated sample (one made in every run): nothing to rate"
+        )
+    if per_method is None:
+        return min(shared, PER_METHOD)
+    if per_method > shared:
+        raise AudiobenchError(
+            f"the runs share {shared} generated samples, fewer than --per-method {per_method}: "
+            f"pass --per-method {shared} (or fewer)"
+        )
+    return per_method
+
+
+def per_method_note(items: list[Item], per_method: int | None) -> str | None:
+    """The note for a default `per_method` the runs could not fill (see `build_items`)."""
+    rated = len({item.sample_id for item in items if item.kind == "rating"})
+    if per_method is not None or rated >= PER_METHOD:
+        return None
+    return (
+        f"{rated} samples shared by every run, fewer than --per-method {PER_METHOD}: "
+        f"rating all {rated}"
+    )
+
+
+def hosting_note(output_format: str, image_url_prefix: str | None, out: Path) -> str | None:
+    """What an MTurk export without image URLs still needs: hosted images. (MTurk is the one
+    tool that loads images only by URL: Label Studio's tasks and the html form embed theirs.)"""
+    if output_format != "mturk" or image_url_prefix is not None:
+        return None
+    return (
+        "MTurk loads each image from a URL, and the sheet names local files: "
+        f"upload {out / 'images'} to a web host (an S3 bucket, GitHub Pages, a university web "
+        "space) and export again with --image-url-prefix set to its URL (same seed, same images)"
+    )
+
+
+def check_url_prefix(image_url_prefix: str) -> None:
+    """Refuse anything but an http(s) URL that a file name can be appended to."""
+    if not _is_http_url(image_url_prefix):
+        raise AudiobenchError(
+            "--image-url-prefix must be the http(s) URL of the folder the images are uploaded "
+            f"to, such as https://example.org/sheets/images/ (no #, spaces or quotes), not "
+            f"{image_url_prefix!r}"
+        )
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and bool(_URL_CHARACTERS.fullmatch(text))
+    )
+
+
+def image_reference(item_id: str, image_url_prefix: str | None) -> str:
+    """Where a sheet finds an item's image: its path in the export, or the prefix joined (with
+    a "/" unless it ends with one) with its percent-encoded file name."""
+    name = f"{item_id}.png"
+    if image_url_prefix is None:
+        return f"images/{name}"
+    folder = image_url_prefix if image_url_prefix.endswith("/") else image_url_prefix + "/"
+    return folder + quote(name)
 
 
 def _attention_checks(record: dict, chosen: list[str], count: int, rng) -> list[Item]:
@@ -123,13 +208,25 @@ def _attention_checks(record: dict, chosen: list[str], count: int, rng) -> list[
     return checks
 
 
-def export(items: list[Item], out: Path, output_format: str) -> Path:
+def export(
+    items: list[Item], out: Path, output_format: str, image_url_prefix: str | None = None
+) -> Path:
     """Write the key, the images and the sheet in one format; returns the sheet's path.
 
-    Every image is read and checked first, so a bad one stops the export before `out` is
-    touched; the checked bytes are what is written (the sources are not opened again)."""
+    `image_url_prefix`: the URL the `images` folder will be served from, for the csv, mturk and
+    labelstudio sheets (the html form always embeds its images, so it refuses one; Label Studio's
+    tasks embed theirs without one). Every image is read
+    and checked first, so a bad one stops the export before `out` is touched; the checked bytes
+    are what is written (the sources are not opened again)."""
     if output_format not in FORMATS:
         raise AudiobenchError(f"--format must be one of {', '.join(FORMATS)}")
+    if image_url_prefix is not None:
+        if output_format == "html":
+            raise AudiobenchError(
+                "--image-url-prefix is for the csv, mturk and labelstudio formats: the html "
+                "form embeds its images"
+            )
+        check_url_prefix(image_url_prefix)
     images = {item.item_id: _checked_image(item) for item in items}
     out = make_directory(out)
     make_directory(out / "images")
@@ -137,7 +234,9 @@ def export(items: list[Item], out: Path, output_format: str) -> Path:
         atomic_write_bytes(out / "images" / f"{item_id}.png", data)
     key = pd.DataFrame([asdict(item) for item in items]).drop(columns=["image", "folder"])
     atomic_write_bytes(out / KEY_FILE, csv_bytes(key))
-    return _WRITERS[output_format](items, out)
+    if output_format == "html":
+        return _write_html(items, out)
+    return _SHEET_WRITERS[output_format](items, out, image_url_prefix)
 
 
 def _checked_image(item: Item) -> bytes:
@@ -184,23 +283,38 @@ def restore(value: str) -> str:
     return value[1:] if _NEUTRALISED.match(value) else value
 
 
-def _write_html(items: list[Item], out: Path) -> Path:
+def _render(template: str, **values: object) -> str:
+    """A template of `human_eval/templates`, every value escaped for HTML and XML alike."""
     import jinja2
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("audiobench.human_eval", "templates"), autoescape=True
+        loader=jinja2.PackageLoader("audiobench.human_eval", "templates"),
+        autoescape=True,
+        keep_trailing_newline=True,
     )
-    page = environment.get_template("form.html.j2").render(
-        question=QUESTION,
-        anchors=ANCHORS,
+    return environment.get_template(template).render(question=QUESTION, anchors=ANCHORS, **values)
+
+
+def _written_image(out: Path, item_id: str) -> bytes:
+    """The copy of an item's image that export checked and wrote (the source is not read again)."""
+    return (out / "images" / f"{item_id}.png").read_bytes()
+
+
+def _data_uri(image: bytes) -> str:
+    """An image as a `data:` URI, typed by what it is (a dataset's frame may be a JPEG)."""
+    with Image.open(io.BytesIO(image), formats=IMAGE_FORMATS) as opened:
+        media_type = Image.MIME[str(opened.format)]
+    return f"data:{media_type};base64,{base64.b64encode(image).decode()}"
+
+
+def _write_html(items: list[Item], out: Path) -> Path:
+    page = _render(
+        "form.html.j2",
         items=[
             {
                 "id": item.item_id,
                 "label": item.label,
-                # the copies export checked and wrote, not the sources again
-                "image": base64.b64encode(
-                    (out / "images" / f"{item.item_id}.png").read_bytes()
-                ).decode(),
+                "image": base64.b64encode(_written_image(out, item.item_id)).decode(),
             }
             for item in items
         ],
@@ -209,11 +323,11 @@ def _write_html(items: list[Item], out: Path) -> Path:
     return out / "form.html"
 
 
-def _write_csv(items: list[Item], out: Path) -> Path:
+def _write_csv(items: list[Item], out: Path, image_url_prefix: str | None) -> Path:
     sheet = pd.DataFrame(
         {
             "item_id": [i.item_id for i in items],
-            "image": [f"images/{i.item_id}.png" for i in items],
+            "image": [image_reference(i.item_id, image_url_prefix) for i in items],
             "label": [i.label for i in items],
             "rater": "",
             "rating": "",
@@ -223,46 +337,48 @@ def _write_csv(items: list[Item], out: Path) -> Path:
     return out / "sheet.csv"
 
 
-def _write_mturk(items: list[Item], out: Path) -> Path:
+def _write_mturk(items: list[Item], out: Path, image_url_prefix: str | None) -> Path:
+    """The batch CSV and the HTML layout it fills. MTurk pastes each cell into the layout as it
+    is (a text replacement of `${column}`), so the cells the layout shows are HTML-escaped here."""
     batch = pd.DataFrame(
         {
             "item_id": [i.item_id for i in items],
-            "image_url": [f"images/{i.item_id}.png" for i in items],
-            "label": [i.label for i in items],
+            "image_url": [html_text(image_reference(i.item_id, image_url_prefix)) for i in items],
+            "label": [html_text(i.label) for i in items],
         }
     )
     atomic_write_bytes(out / "mturk_batch.csv", csv_bytes(batch))
-    options = "".join(
-        f'<crowd-radio-button name="r{value}" value="{value}">{value} ({anchor})'
-        "</crowd-radio-button>"
-        for value, anchor in ANCHORS.items()
-    )
-    template = (
-        '<script src="https://assets.crowd.aws/crowd-html-elements.js"></script><crowd-form>'
-        f'<p>{QUESTION}</p><p><b>${{label}}</b></p><img src="${{image_url}}" width="384">'
-        f"<crowd-radio-group>{options}</crowd-radio-group>"
-        '<input type="hidden" name="item_id" value="${item_id}"></crowd-form>\n'
-    )
-    atomic_write_bytes(out / "mturk_template.html", template.encode())
+    layout = _render("mturk.html.j2", answer=MTURK_ANSWER)
+    atomic_write_bytes(out / "mturk_template.html", layout.encode("utf-8"))
     return out / "mturk_batch.csv"
 
 
-def _write_labelstudio(items: list[Item], out: Path) -> Path:
+def _write_labelstudio(items: list[Item], out: Path, image_url_prefix: str | None) -> Path:
+    """Tasks whose images are embedded (or hosted at `image_url_prefix`), and the labelling
+    config that shows each with its label and a 1-5 rating."""
     tasks = [
-        {"data": {"image": f"images/{i.item_id}.png", "label": i.label, "item_id": i.item_id}}
+        {
+            "data": {
+                "image": _task_image(out, i.item_id, image_url_prefix),
+                "label": i.label,
+                "item_id": i.item_id,
+            }
+        }
         for i in items
     ]
     atomic_write_bytes(out / "labelstudio_tasks.json", json.dumps(tasks, indent=1).encode())
-    config = (
-        '<View><Image name="image" value="$image"/><Header value="$label"/>'
-        '<Rating name="rating" toName="image" maxRating="5"/></View>\n'
-    )
-    atomic_write_bytes(out / "labelstudio_config.xml", config.encode())
+    config = _render("labelstudio_config.xml.j2")
+    atomic_write_bytes(out / "labelstudio_config.xml", config.encode("utf-8"))
     return out / "labelstudio_tasks.json"
 
 
-_WRITERS = {
-    "html": _write_html,
+def _task_image(out: Path, item_id: str, image_url_prefix: str | None) -> str:
+    if image_url_prefix is None:
+        return _data_uri(_written_image(out, item_id))
+    return image_reference(item_id, image_url_prefix)
+
+
+_SHEET_WRITERS = {
     "csv": _write_csv,
     "mturk": _write_mturk,
     "labelstudio": _write_labelstudio,

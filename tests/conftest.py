@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# bounds on subprocesses and waits that only catch a hang: a loaded machine may be many times slower
+HANG_SECONDS = 3600
 SHARED_DATA = REPO.parent / "shared" / "data" / "vggsound"
 
 
@@ -35,6 +37,27 @@ def demo_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo"
     write_demo_dataset(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def rated_runs(demo_dir, tmp_path_factory) -> list[Path]:
+    """A reference and an sd-text run of the demo's test split: the two methods of the
+    human-evaluation tests, made once and only read (exports never write into a run)."""
+    from audiobench.runner import RunSettings, execute
+
+    out = tmp_path_factory.mktemp("rated-runs")
+    return [
+        execute(
+            RunSettings(
+                method=method,
+                data_dir=demo_dir,
+                out=out,
+                profile="tiny",
+                options={"steps": "2"} if method == "sd-text" else {},
+            )
+        ).run_dir
+        for method in ("reference", "sd-text")
+    ]
 
 
 @pytest.fixture

@@ -18,30 +18,12 @@ from audiobench.human_eval.ingest import ingest
 from scipy.stats import mannwhitneyu
 
 from audiobench.errors import AudiobenchError
-from audiobench.runner import RunSettings, execute
 
 
-@pytest.fixture(scope="module")
-def runs(demo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    return [
-        execute(
-            RunSettings(
-                method=method,
-                data_dir=demo_dir,
-                out=out,
-                profile="tiny",
-                options={"steps": "2"} if method == "sd-text" else {},
-            )
-        ).run_dir
-        for method in ("reference", "sd-text")
-    ]
-
-
-def test_export_is_deterministic_balanced_and_blinded(runs, tmp_path):
-    items = build_items(runs, per_method=5, seed=3, attention_checks=2)
-    assert items == build_items(runs, per_method=5, seed=3, attention_checks=2)
-    assert items != build_items(runs, per_method=5, seed=4, attention_checks=2)
+def test_export_is_deterministic_balanced_and_blinded(rated_runs, tmp_path):
+    items = build_items(rated_runs, per_method=5, seed=3, attention_checks=2)
+    assert items == build_items(rated_runs, per_method=5, seed=3, attention_checks=2)
+    assert items != build_items(rated_runs, per_method=5, seed=4, attention_checks=2)
     rated = [item for item in items if item.kind == "rating"]
     by_method = {
         m: sorted(i.sample_id for i in rated if i.method == m) for m in ("reference", "sd-text")
@@ -53,17 +35,17 @@ def test_export_is_deterministic_balanced_and_blinded(runs, tmp_path):
     for output_format in ("html", "csv", "mturk", "labelstudio"):
         sheet = export(items, tmp_path / output_format, output_format)
         text = sheet.read_text()
-        for secret in ("sd-text", "reference", str(runs[0]), "seed0"):
+        for secret in ("sd-text", "reference", str(rated_runs[0]), "seed0"):
             assert secret not in text, (output_format, secret)
     key = pd.read_csv(tmp_path / "html" / "key.csv")
     assert set(key.columns) >= {"item_id", "method", "run_dir", "sample_id", "label", "kind"}
     assert len(list((tmp_path / "csv" / "images").glob("*.png"))) == 14
     config = (tmp_path / "labelstudio" / "labelstudio_config.xml").read_text()
-    assert '<Rating name="rating" toName="image" maxRating="5"/>' in config
+    assert '<Rating name="rating" toName="image" maxRating="5" required="true"/>' in config
 
 
-def test_labels_are_escaped_in_the_form(runs, tmp_path):
-    items = build_items(runs, per_method=2, seed=0, attention_checks=0)
+def test_labels_are_escaped_in_the_form(rated_runs, tmp_path):
+    items = build_items(rated_runs, per_method=2, seed=0, attention_checks=0)
     evil = [type(item)(**{**item.__dict__, "label": "<script>alert(1)</script>"}) for item in items]
     page = export(evil, tmp_path, "html").read_text()
     assert "<script>alert(1)</script>" not in page
@@ -84,8 +66,8 @@ def honest(row):
     return {"check-true": 5, "check-wrong": 1}.get(row.kind, 4 if row.method == "reference" else 2)
 
 
-def test_ingest_every_format_and_drop_careless_raters(runs, tmp_path):
-    items = build_items(runs, per_method=4, seed=0, attention_checks=1)
+def test_ingest_every_format_and_drop_careless_raters(rated_runs, tmp_path):
+    items = build_items(rated_runs, per_method=4, seed=0, attention_checks=1)
     export(items, tmp_path / "sheets", "html")
     key = pd.read_csv(tmp_path / "sheets" / "key.csv")
     form = tmp_path / "form.csv"
@@ -145,8 +127,8 @@ def test_ingest_every_format_and_drop_careless_raters(runs, tmp_path):
         ([("ann", "ITEM", "3"), ("ann", "ITEM", "4")], "rated item .* more than once"),
     ],
 )
-def test_ingest_rejects_malformed_responses(runs, tmp_path, rows, message):
-    items = build_items(runs, per_method=2, seed=0, attention_checks=0)
+def test_ingest_rejects_malformed_responses(rated_runs, tmp_path, rows, message):
+    items = build_items(rated_runs, per_method=2, seed=0, attention_checks=0)
     export(items, tmp_path / "sheets", "csv")
     rows = [(r, items[0].item_id if i == "ITEM" else i, v) for r, i, v in rows]
     pd.DataFrame(rows, columns=["rater", "item_id", "rating"]).to_csv(
@@ -174,28 +156,34 @@ def synthetic_ratings(seed=0):
 
 def test_analysis_equals_an_independent_computation():
     ratings = synthetic_ratings()
-    result = analyze(ratings)
+    result = analyze(ratings, n_resamples=300)
     rated = ratings[ratings.check == "rating"]
     for method, group in rated.groupby("method"):
-        assert result["methods"][method]["mean"] == pytest.approx(group.rating.mean())
-        assert result["methods"][method]["std"] == pytest.approx(group.rating.std(ddof=1))
-        assert result["methods"][method]["n_ratings"] == 200
-        assert result["methods"][method]["min_ratings_per_item"] == 20
-        low, high = result["methods"][method]["ci95"]
-        assert low < group.rating.mean() < high
+        stats = result["methods"][method]
+        assert stats["mean"] == pytest.approx(group.rating.mean())
+        assert stats["std"] == pytest.approx(group.rating.std(ddof=1))
+        assert stats["n_ratings"] == 200 and stats["min_ratings_per_item"] == 20
+        for interval in ("ci95_cluster", "ci95_naive"):
+            low, high = stats[interval]
+            assert low < group.rating.mean() < high
     matrix = rated.pivot_table("rating", "rater", "item").to_numpy(float)
     expected_alpha = krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal")
-    assert result["krippendorff_alpha_ordinal"] == pytest.approx(expected_alpha)
+    alpha = result["krippendorff_alpha_ordinal"]
+    assert alpha["value"] == pytest.approx(expected_alpha)
+    assert alpha["ci95"][0] < alpha["value"] < alpha["ci95"][1]
     # item effects and rater noise have equal variance (2/3 each), so alpha is about 0.5
-    assert 0.35 < result["krippendorff_alpha_ordinal"] < 0.65
+    assert 0.35 < alpha["value"] < 0.65
     pairs = list(combinations(sorted(result["methods"]), 2))
     raw = [
         mannwhitneyu(rated[rated.method == a].rating, rated[rated.method == b].rating).pvalue
         for a, b in pairs
     ]
     for comparison, p in zip(result["comparisons"], raw, strict=True):
-        assert comparison["p"] == pytest.approx(p)
-        assert comparison["p_holm"] >= comparison["p"] and comparison["p_holm"] < 1e-6
+        secondary = comparison["secondary_mann_whitney"]
+        assert secondary["p"] == pytest.approx(p)
+        assert secondary["p_holm"] >= secondary["p"] and secondary["p_holm"] < 1e-6
+        # every item is its own sample here: nothing is shared, so there is no paired test
+        assert comparison["n_samples"] == 0 and comparison["wilcoxon_p"] is None
     assert "| good | 4." in table(result) and "±" in table(result)
 
 
@@ -205,7 +193,7 @@ def test_a_table_without_attention_checks_is_analysed(tmp_path, cli):
     ratings = synthetic_ratings()
     rated = ratings[ratings.check == "rating"]
     without = rated.drop(columns=["check"])
-    assert analyze(without)["methods"] == analyze(ratings)["methods"]
+    assert analyze(without, n_resamples=100) == analyze(ratings, n_resamples=100)
     path = tmp_path / "ratings.csv"
     without.to_csv(path, index=False)
     code, out, err = cli("human-eval", "analyze", path, "--json")
@@ -222,16 +210,16 @@ def test_holm_correction_by_hand():
 def test_too_few_ratings_per_item_are_flagged():
     ratings = synthetic_ratings()
     few = ratings[(ratings.rater.isin(["r0", "r1"])) | (ratings.item != "i0")]
-    result = analyze(few)
+    result = analyze(few, n_resamples=100)
     assert result["methods"]["good"]["items_below_17"] == 1
     assert "(< 17)" in table(result)
 
 
-def test_cli_round_trip(runs, tmp_path, cli):
+def test_cli_round_trip(rated_runs, tmp_path, cli):
     code, out, _ = cli(
         "human-eval",
         "export",
-        *runs,
+        *rated_runs,
         "--out",
         tmp_path / "sheets",
         "--per-method",
@@ -316,10 +304,10 @@ def headless_chromium(downloads: Path, profile: Path):
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
     reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
 )
-def test_the_form_is_filled_in_a_real_browser_and_its_csv_ingests(runs, tmp_path):
+def test_the_form_is_filled_in_a_real_browser_and_its_csv_ingests(rated_runs, tmp_path):
     from selenium.webdriver.common.by import By
 
-    items = build_items(runs, per_method=3, seed=0, attention_checks=1)
+    items = build_items(rated_runs, per_method=3, seed=0, attention_checks=1)
     form = export(items, tmp_path / "sheets", "html")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
