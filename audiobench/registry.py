@@ -8,22 +8,28 @@ A pip-installable package adds a method by declaring, in its pyproject.toml,
 where `MyMethod` subclasses `Method`. audiobench's own methods register the same way, so the core
 never imports a method by name. Entry points are only loaded when a method is asked for (or
 when all are listed), so a broken third-party plugin cannot break the others.
+
+An entry point may instead name a `MethodCard`: the method's declaration (description, model
+roles, whether it trains) in a module that is cheap to import, naming its class as a string.
+audiobench's own methods do this, so `audiobench methods` lists them without importing their
+code, torch included; the class is imported when the method is used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import pkgutil
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from audiobench.bounds import check_fields
-from audiobench.distributed import SINGLE, Processes
 from audiobench.errors import AudiobenchError, unknown_name
 
 if TYPE_CHECKING:
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from audiobench.data import Sample
+    from audiobench.distributed import Processes
     from audiobench.models import ModelZoo
 
 ENTRY_POINT_GROUP = "audiobench.methods"
@@ -42,6 +49,12 @@ class NoConfig:
     """Configuration of a method that has no options."""
 
 
+def _single_process() -> Processes:
+    from audiobench.distributed import SINGLE  # imports torch: not while methods are listed
+
+    return SINGLE
+
+
 @dataclass
 class MethodContext:
     """What a method gets to set itself up: models by role, device and optional checkpoint, and
@@ -51,7 +64,25 @@ class MethodContext:
     device: torch.device
     dtype: torch.dtype
     checkpoint: Path | None = None
-    processes: Processes = SINGLE
+    processes: Processes = field(default_factory=_single_process)
+    # An optimising method calls this after each step of a batch with (steps done, steps in
+    # all), so the run's progress moves between batches that take minutes.
+    report_step: Callable[[int, int], None] = lambda done, total: None
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What listing, checking and training need to know about a method, without its code.
+
+    `implementation` names the `Method` subclass as "package.module:Class"; it is imported only
+    when the method is used. The class takes `description` and `roles` from its card
+    (`class MyMethod(Method, card=MY_CARD)`), so they are written once.
+    """
+
+    description: str
+    implementation: str
+    roles: tuple[str, ...] = ()
+    trainable: bool = False  # declares a `TrainConfig`, so `audiobench train` accepts it
 
 
 @dataclass(frozen=True)
@@ -70,11 +101,15 @@ class TrainRequest:
 class Method(ABC):
     """An audio-to-image method: load inputs per sample, generate images per batch.
 
-    Subclasses set `description` (one line), `roles` (model roles they use, so `models check`
-    can report them) and `Config` (a dataclass of options with their paper defaults, numeric
+    Subclasses set `description` (one line) and `roles` (model roles they use, so `models check`
+    can report them), or take both from their `MethodCard` (`class M(Method, card=CARD)`), and
+    `Config` (a dataclass of options with their paper defaults, numeric
     ones declared with `audiobench.bounds.bounded`); for reports, `table_name` (the row label)
     and `conditioning`: "audio" for audio-to-image methods (ranked against each other), "text"
-    for text toplines, "reference" for the real frames.
+    for text toplines, "reference" for the real frames. `tiny_defaults` maps options to the
+    values they take on the `tiny` profile unless `--set` gives them: its models are toy-sized,
+    so a paper default sized for real ones (500 optimisation steps, 512 px) would only make the
+    demo slow.
 
     A trainable method also sets `TrainConfig` (a dataclass of training options with the paper's
     defaults, overridden by `audiobench train --set`) and `resume_may_change`, the fields of it
@@ -89,6 +124,21 @@ class Method(ABC):
     conditioning: ClassVar[str] = "audio"
     TrainConfig: ClassVar[type | None] = None
     resume_may_change: ClassVar[tuple[str, ...]] = ()
+    tiny_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, card: MethodCard | None = None, **kwargs: Any) -> None:
+        """`card=`: the class's description and roles are its card's, and the card's
+        `trainable` must agree with whether the class declares a `TrainConfig`."""
+        super().__init_subclass__(**kwargs)
+        if card is None:
+            return
+        cls.description = card.description
+        cls.roles = card.roles
+        if card.trainable != (cls.TrainConfig is not None):
+            raise TypeError(
+                f"{cls.__qualname__}: its card says trainable={card.trainable}, but it "
+                f"{'declares no' if card.trainable else 'declares a'} TrainConfig"
+            )
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -114,7 +164,8 @@ class Method(ABC):
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registered method: its name, where it comes from, and its class once loaded."""
+    """A registered method: its name, where it comes from, its card and, once loaded, its
+    class."""
 
     name: str
     entry_point: EntryPoint
@@ -124,20 +175,42 @@ class MethodInfo:
         dist = self.entry_point.dist
         return dist.name if dist is not None else "unknown distribution"
 
+    @cached_property
+    def card(self) -> MethodCard:
+        """The declared card, or for an entry point naming a class (third-party plugins), one
+        read from the class (which imports it)."""
+        declared = self._imported(self.entry_point.value, self.entry_point.load)
+        if isinstance(declared, MethodCard):
+            return declared
+        method_class = self._checked(declared)
+        return MethodCard(
+            description=method_class.description,
+            implementation=self.entry_point.value,
+            roles=method_class.roles,
+            trainable=method_class.TrainConfig is not None,
+        )
+
     def load(self) -> type[Method]:
+        implementation = self.card.implementation
+        imported = self._imported(implementation, lambda: pkgutil.resolve_name(implementation))
+        return self._checked(imported)
+
+    def _imported(self, target: str, load: Callable[[], Any]) -> Any:
         try:
-            method_class = self.entry_point.load()
+            return load()
         except Exception as error:  # a third-party plugin can fail in any way while importing
             raise AudiobenchError(
                 f"method {self.name!r} from {self.distribution} failed to import "
-                f"({self.entry_point.value}): {error}"
+                f"({target}): {error}"
             ) from error
-        if not (isinstance(method_class, type) and issubclass(method_class, Method)):
+
+    def _checked(self, imported: Any) -> type[Method]:
+        if not (isinstance(imported, type) and issubclass(imported, Method)):
             raise AudiobenchError(
                 f"method {self.name!r} ({self.entry_point.value}) is not a subclass of "
-                "audiobench.registry.Method"
+                "audiobench.registry.Method (nor a MethodCard naming one)"
             )
-        return method_class
+        return imported
 
 
 def discover() -> dict[str, MethodInfo]:
@@ -168,22 +241,31 @@ def get_method(name: str) -> type[Method]:
     return methods[name].load()
 
 
-def build_config(config_class: type, overrides: dict[str, str]) -> Any:
+def trainable_methods() -> list[str]:
+    """The registered methods that `audiobench train` accepts (read from their cards)."""
+    return [name for name, info in discover().items() if info.card.trainable]
+
+
+def build_config(
+    config_class: type, overrides: dict[str, str], profile_defaults: dict[str, Any] | None = None
+) -> Any:
     """A method's config dataclass (`Config` or `TrainConfig`) with `KEY=VALUE` overrides
     converted to the field types and checked against the bounds its fields declare (before any
-    model is loaded)."""
+    model is loaded); `profile_defaults` (e.g. `Method.tiny_defaults`) replace the class's
+    defaults where no override is given."""
     fields = {field.name: field for field in dataclasses.fields(config_class)}
     defaults = config_class()
     values: dict[str, Any] = {}
     for key, text in overrides.items():
         if key not in fields:
-            raise AudiobenchError(
-                f"unknown option {key!r} for this method; options: {', '.join(fields) or 'none'}"
-            )
+            raise unknown_name("option", key, list(fields))
         values[key] = _convert(key, text, type(getattr(defaults, key)))
-    config = dataclasses.replace(defaults, **values)
+    config = dataclasses.replace(defaults, **{**(profile_defaults or {}), **values})
     check_fields(config)
     return config
+
+
+_VALUE_NAMES = {int: "an integer", float: "a number"}  # the types whose parsing can fail
 
 
 def _convert(key: str, text: str, kind: type) -> Any:
@@ -194,7 +276,8 @@ def _convert(key: str, text: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError as error:
-        raise AudiobenchError(f"option {key} takes a {kind.__name__}, not {text!r}") from error
+        expected = _VALUE_NAMES.get(kind, kind.__name__)
+        raise AudiobenchError(f"option {key} takes {expected}, not {text!r}") from error
     if kind is float and not math.isfinite(value):
         raise AudiobenchError(f"option {key} takes a finite number, not {text!r}")
     return value

@@ -31,7 +31,7 @@ from audiobench.environment import default_dtype, git_commit, hardware, package_
 from audiobench.errors import AudiobenchError, SampleError
 from audiobench.models import LoadOptions, ModelZoo
 from audiobench.models.zoo import files_sha256
-from audiobench.progress import progress_bar
+from audiobench.progress import Progress, progress_bar
 from audiobench.registry import Method, MethodContext, build_config, get_method
 from audiobench.store import RunDirectory, atomic_write_parquet, hashes_digest, make_directory
 
@@ -109,7 +109,7 @@ def execute(settings: RunSettings) -> RunSummary:
         raise AudiobenchError(f"--limit must be at least 1, not {settings.limit}")
     samples = load_index(settings.data_dir, settings.split)[: settings.limit]
     method_class = get_method(settings.method)
-    config = build_config(method_class.Config, settings.options)
+    config = method_config(method_class, settings)
     processes, device = join(settings.device)
     options = LoadOptions(device=device, dtype=default_dtype(device))
     zoo = ModelZoo(settings.profile, options, settings.weights_dir)
@@ -121,17 +121,28 @@ def execute(settings: RunSettings) -> RunSummary:
     with main_holds_lock(run.path, processes):
         previous = on_main(processes, lambda: _open(run, identity, samples, hashes))
         method = method_class(config)
-        method.setup(MethodContext(zoo, device, options.dtype, settings.checkpoint, processes))
+        steps = _StepNotes()
+        context = MethodContext(
+            zoo, device, options.dtype, settings.checkpoint, processes, report_step=steps
+        )
+        method.setup(context)
         record = {
             **_run_record(settings, identity, previous, zoo, device, processes),
             "inputs_sha256": hashes_digest(hashes),
         }
         if processes.is_main:
             run.write_run(record)
-        summary = _generate_all(method, samples, hashes, settings, run, processes)
+        summary = _generate_all(method, samples, hashes, settings, run, processes, steps)
         if processes.is_main:
             run.write_run({**record, "images": recorded_images(run)})
         return summary
+
+
+def method_config(method_class: type[Method], settings: RunSettings) -> Any:
+    """The method's options for this run (run.json's `method_config`): its defaults, on the
+    `tiny` profile its `tiny_defaults` over them, and the `--set` options over both."""
+    tiny_defaults = method_class.tiny_defaults if settings.profile == "tiny" else {}
+    return build_config(method_class.Config, settings.options, tiny_defaults)
 
 
 def recorded_images(run: RunDirectory) -> dict[str, Any]:
@@ -241,6 +252,17 @@ def _run_record(
     }
 
 
+class _StepNotes:
+    """The methods' `report_step`, shown on the run's progress as "iteration 40/60" (the method
+    gets it at setup, before the progress opens)."""
+
+    progress: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.note(f"iteration {done}/{total}")
+
+
 def _generate_all(
     method: Method,
     samples: list[Sample],
@@ -248,6 +270,7 @@ def _generate_all(
     settings: RunSettings,
     run: RunDirectory,
     processes: Processes,
+    steps: _StepNotes,
 ) -> RunSummary:
     records = _existing_records(run)
     done = {
@@ -261,8 +284,9 @@ def _generate_all(
     mine = [batch for index, batch in enumerate(batches) if processes.owns(index)]
     owned = [sample for batch in mine for sample in batch]
     generated = 0
-    with progress_bar(len(owned), f"{settings.method} on {settings.split}") as advance:
-        advance(len(done & {sample.id for sample in owned}))
+    with progress_bar(len(owned), f"generate {settings.method}", "samples") as progress:
+        steps.progress = progress
+        progress.advance(len(done & {sample.id for sample in owned}))
         for batch in mine:
             todo = [sample for sample in batch if sample.id not in done]
             if todo:
@@ -270,7 +294,7 @@ def _generate_all(
                 written = _generate_batch(method, batch, done, stamp, run, records)
                 generated += written
                 _save_records(run, records, samples if processes.size == 1 else owned, processes)
-            advance(len(todo))
+            progress.advance(len(todo))
     processes.wait()
     if processes.size > 1 and processes.is_main:
         records = _merge_parts(run, samples)

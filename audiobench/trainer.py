@@ -23,7 +23,14 @@ from audiobench.data import index_sha256, load_index
 from audiobench.distributed import join, main_holds_lock, on_main
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo
-from audiobench.registry import Method, MethodContext, TrainRequest, build_config, get_method
+from audiobench.registry import (
+    Method,
+    MethodContext,
+    TrainRequest,
+    build_config,
+    get_method,
+    trainable_methods,
+)
 from audiobench.store import atomic_write_json, make_directory, read_json
 
 PRECISIONS = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,7 +63,10 @@ def train(settings: TrainSettings) -> Path:
     """Train a method; returns the folder holding its final weights."""
     method_class = get_method(settings.method)
     if method_class.TrainConfig is None:
-        raise AudiobenchError(f"method {settings.method!r} has nothing to train")
+        raise AudiobenchError(
+            f"method {settings.method!r} is not trainable; trainable methods: "
+            f"{', '.join(trainable_methods()) or 'none'}"
+        )
     config = build_config(method_class.TrainConfig, settings.options)
     if settings.mixed_precision not in PRECISIONS:
         raise AudiobenchError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}")

@@ -243,7 +243,9 @@ def _check_models(source: str, models: list[dict[str, Any]]) -> list[Finding]:
     for entry in models:
         role, profile = entry["role"], entry["profile"]
         if role not in registered_roles():
-            findings.append(Finding("note", role, f"{source}: role not known to this install"))
+            # a role of a plugin not installed here, or a method's own model (AudioToken's
+            # random embedder), which only the method can rebuild
+            findings.append(Finding("note", role, f"{source}: not a role of this install"))
             continue
         zoo = zoos.setdefault(profile, ModelZoo(profile, CPU))
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from audiobench.benchmarks.common import measure, stage_result
-from audiobench.methods.sd_text import SDTextConfig, StableDiffusionText
+from audiobench.methods.sd_text.method import SDTextConfig, StableDiffusionText
 
 from audiobench.data import load_index
 from audiobench.data.demo import write_demo_dataset

@@ -346,7 +346,7 @@ def trainer_intervals(
     training step, and the device's peak memory in MiB. `source` replaces the cached crop
     features (None: audiobench's own cache)."""
     from audiobench.benchmarks.train_bench import StepClock as BatchClock
-    from audiobench.methods.audiotoken import AudioTokenTrainConfig
+    from audiobench.methods.audiotoken.method import AudioTokenTrainConfig
     from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
 
     from audiobench.models import ModelZoo

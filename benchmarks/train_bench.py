@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from audiobench.benchmarks.common import Measurement, in_own_process, stage_result
-from audiobench.methods.audiotoken import AudioTokenTrainConfig
+from audiobench.methods.audiotoken.method import AudioTokenTrainConfig
 from audiobench.methods.audiotoken.training import CropFeatures, train_audiotoken
 
 from audiobench.data import read_frame

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from audiobench.data import SAMPLE_RATE
+from tests.conftest import HANG_SECONDS
 
 
 def voice(pitch: float, seconds: float, seed: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def compile_latex(folder: Path, document: str) -> Path:
         cwd=folder,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 0, result.stdout[-2000:]
     return folder / "document.pdf"

@@ -7,8 +7,8 @@ import hashlib
 import pandas as pd
 import pytest
 import torch
-from audiobench.methods.audiotoken import AudioTokenEmbedder
 from audiobench.methods.audiotoken.beats import TINY_CONFIG, _tiny_checkpoint, load_beats
+from audiobench.methods.audiotoken.method import AudioTokenEmbedder
 from audiobench.methods.audiotoken.prompt import AudioTokenPrompt
 
 from audiobench.errors import AudiobenchError
@@ -230,7 +230,7 @@ def test_paper_profile_needs_a_checkpoint(demo_dir, tmp_path, cli):
         "--out",
         tmp_path / "ckpt",
     )
-    assert code == 2 and "has nothing to train" in err
+    assert code == 2 and "'reference' is not trainable" in err
 
 
 def test_loading_speechbrain_leaves_the_process_alone():

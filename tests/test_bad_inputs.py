@@ -177,7 +177,7 @@ def test_an_empty_dataset_is_named(tmp_path, cli):
 
 @pytest.mark.parametrize("kind", ["truncated", "wrong shape"])
 def test_broken_checkpoints_are_named_and_nothing_is_written(demo_dir, tmp_path, cli, kind):
-    from audiobench.methods.audiotoken import AudioTokenEmbedder
+    from audiobench.methods.audiotoken.method import AudioTokenEmbedder
 
     path = tmp_path / "embedder_learned_embeds.bin"
     width = 48 if kind == "truncated" else 40  # tiny BEATs gives 48-d features

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import HANG_SECONDS, REPO
 
 EXPECTED_RATIOS = {
     "data": {
@@ -40,7 +40,7 @@ def test_quick_data_and_fid_stages_write_every_ratio_and_pass_their_checks(tmp_p
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=600,
+        timeout=HANG_SECONDS,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     payload = json.loads(out.read_text())

@@ -16,6 +16,7 @@ from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
 from audiobench.methods.audiotoken.training import EMBEDDER_FILE
 
 from audiobench.distributed import SINGLE, Processes
+from tests.conftest import HANG_SECONDS
 
 # CPU kernels round differently with different thread counts; a launcher gives each process one
 # thread, so the one-process baselines run with one thread too.
@@ -44,7 +45,7 @@ def launch(processes: int, *args) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         env={**os.environ, **ONE_THREAD},
-        timeout=600,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result

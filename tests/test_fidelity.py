@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from audiobench.methods.audiotoken import AudioToken, AudioTokenConfig, read_centred_audio
+from audiobench.methods.audiotoken.method import AudioToken, AudioTokenConfig, read_centred_audio
 from audiobench.methods.audiotoken.training import training_frame_size
-from audiobench.methods.wav2clip_vqgan import _ClampWithGradient
 from audiobench.methods.wav2clip_vqgan.cutouts import _homography, _shift_hue, _warp, recipe_cutouts
+from audiobench.methods.wav2clip_vqgan.method import _ClampWithGradient
 
 from audiobench.data import load_index, read_audio_window
 from audiobench.data.training import frame_tensor

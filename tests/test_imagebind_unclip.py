@@ -91,7 +91,7 @@ def test_embeddings_follow_the_audio_and_keep_the_scale():
 def test_the_feature_embedding_is_the_methods_embedding():
     """`embed` (the feature pipeline's) gives the method's conditioning: x 20, not unit."""
     import numpy as np
-    from audiobench.methods.imagebind_unclip import ImageBindUnCLIP
+    from audiobench.methods.imagebind_unclip.method import ImageBindUnCLIP
 
     torch.manual_seed(2)
     method = ImageBindUnCLIP.__new__(ImageBindUnCLIP)

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 from audiobench.methods.audiotoken.embedder import AudioTokenEmbedder
-from audiobench.methods.wav2clip_vqgan import TINY_DDCONFIG, VQGAN, load_taming_vqgan
+from audiobench.methods.wav2clip_vqgan.method import TINY_DDCONFIG, VQGAN, load_taming_vqgan
 
 from audiobench.errors import AudiobenchError
 from audiobench.models import LoadOptions, ModelZoo, classifier, clip, imagebind, inception
@@ -29,7 +29,7 @@ from audiobench.models.imagebind import TINY_DIMS, ImageBindAudioEncoder, ImageB
 from audiobench.models.inventory import roles_in_use
 from audiobench.models.manifest import check_files, manifest_document, role_manifest
 from audiobench.models.zoo import modules_of, registered_roles
-from tests.conftest import run_subprocess
+from tests.conftest import HANG_SECONDS, run_subprocess
 
 FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
 CPU = LoadOptions(torch.device("cpu"), torch.float32)
@@ -89,7 +89,7 @@ def test_paper_random_builds_the_published_sizes():
 
 _META_TENSORS_AFTER_THE_BEATS_MANIFEST = """
 import sys, torch
-import audiobench.methods.audiotoken
+import audiobench.methods.audiotoken.method
 from audiobench.models.manifest import role_manifest
 role_manifest("beats")
 print([f"{name}.{attr}" for name, module in list(sys.modules.items()) if module is not None
@@ -107,7 +107,7 @@ def test_a_manifest_leaves_no_library_tensor_on_the_meta_device():
         [sys.executable, "-c", _META_TENSORS_AFTER_THE_BEATS_MANIFEST],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -406,7 +406,7 @@ def test_models_fetch_without_a_network_lists_every_role_and_exits_1(tmp_path):
             "HTTPS_PROXY": closed,
             "TORCH_HOME": str(tmp_path / "torch"),
         },
-        timeout=600,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout

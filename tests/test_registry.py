@@ -175,7 +175,7 @@ def test_build_config_converts_overrides_to_field_types():
     ("overrides", "message"),
     [
         ({"stpes": "3"}, "unknown option 'stpes'.*steps"),
-        ({"steps": "many"}, "steps takes a int, not 'many'"),
+        ({"steps": "many"}, "steps takes an integer, not 'many'"),
         ({"negative": "maybe"}, "negative takes true or false"),
     ],
 )

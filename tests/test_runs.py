@@ -20,9 +20,8 @@ from PIL import Image
 from audiobench.data import load_index, write_index
 from audiobench.runner import RunSettings, execute, sample_seed
 from audiobench.store import RunDirectory, exclusive_lock, remove_stale_temporaries
-from tests.conftest import dead_pid
+from tests.conftest import HANG_SECONDS, dead_pid
 
-HANG_SECONDS = 3600  # bounds that only catch a hang: a loaded machine may be many times slower
 STEPS = "10"  # fewer denoising steps keep the tiny runs fast; the code path is the same
 
 

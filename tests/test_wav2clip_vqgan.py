@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import yaml
-from audiobench.methods.wav2clip_vqgan import (
+from audiobench.methods.wav2clip_vqgan.method import (
     TINY_DDCONFIG,
     VQGAN,
     VQGANCLIPConfig,
@@ -100,7 +100,7 @@ def test_optimisation_lowers_the_loss_and_ignores_batching(clip_b32, recipe):
 
 
 def test_spherical_distance_extremes():
-    from audiobench.methods.wav2clip_vqgan import spherical_distance
+    from audiobench.methods.wav2clip_vqgan.method import spherical_distance
 
     a = torch.tensor([[1.0, 0.0]])
     assert float(spherical_distance(a, a)) == 0.0

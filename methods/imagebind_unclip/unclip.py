@@ -106,9 +106,12 @@ def _assemble(
         vae=vae.eval(),
     )
     pipeline.set_progress_bar_config(disable=True)
-    if options.dtype != torch.float32:
-        pipeline.to(dtype=options.dtype)
-    return pipeline.to(options.device)
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            # torch's cast, not diffusers' `ModelMixin.to`: that one warns of "modules that should
+            # be kept in float32: []" on any dtype, though these models keep none in float32.
+            torch.nn.Module.to(component, options.device, options.dtype)
+    return pipeline
 
 
 def _build_paper_random(options: LoadOptions):

@@ -1,28 +1,9 @@
-"""`reference`: the reference frames themselves, the "Reference" row of Table 1.
+"""The reference method, declared here and implemented in `method.py` (imported only when the
+method is used)."""
 
-Scoring the real frames with the same metrics gives the ceiling the paper reports for AIC.
-"""
+from audiobench.registry import MethodCard
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-
-from PIL import Image
-
-from audiobench.data import Sample, read_frame
-from audiobench.registry import Method, MethodContext
-
-
-class ReferenceFrames(Method):
-    description = "The dataset's reference video frames (Table 1's Reference row)"
-    table_name = "Reference (real frames)"
-    conditioning = "reference"
-
-    def setup(self, context: MethodContext) -> None:
-        """Nothing to load: the frames are the output."""
-
-    def prepare(self, sample: Sample) -> Image.Image:
-        return read_frame(sample.frame_path)
-
-    def generate(self, inputs: Sequence[Image.Image], seeds: Sequence[int]) -> list[Image.Image]:
-        return list(inputs)
+REFERENCE = MethodCard(
+    description="The dataset's reference video frames (Table 1's Reference row)",
+    implementation="audiobench.methods.reference.method:ReferenceFrames",
+)
