@@ -1,7 +1,9 @@
 """The `audiobench` command line: thin wrappers that parse options and print results.
 
 Every command's help ends with a working example. Errors the user can fix are printed as one
-line on stderr with exit code 2; everything else keeps its traceback.
+line on stderr with exit code 2 (click's usage errors too, with their "possible options"); Ctrl-C
+prints one line, saying how to resume where the command can, and exits with 130; everything else
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,17 +12,24 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from audiobench.bounds import Bounds
+from audiobench.cli_conventions import (
+    ConventionalGroup,
+    Interrupted,
+    on_interrupt,
+    usage_error_line,
+)
 from audiobench.errors import AudiobenchError
 
 app = typer.Typer(
+    cls=ConventionalGroup,
     help="audiobench: the open benchmark suite for audio-to-image generation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -39,6 +48,28 @@ app.add_typer(human_app, name="human-eval")
 leaderboard_app = typer.Typer(help="The versioned VGGSound leaderboard.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 console = Console()
+RERUN_RESUMES = "rerun the same command to resume"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from audiobench import __version__
+
+        print(f"audiobench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """The options of `audiobench` itself, before any command (the app's help is `app`'s)."""
+
 
 ProfileOption = Annotated[
     str,
@@ -61,7 +92,7 @@ WeightsOption = Annotated[
 def _within(bounds: Bounds) -> Callable[[typer.CallbackParam, float | None], float | None]:
     """A callback for a numeric option that refuses values outside `bounds` (NaN and inf too)
     while the command line is parsed, so nothing is loaded or written; `main` prints the error
-    as one line (click's own errors take several)."""
+    as one line, in the words of `Bounds.check`."""
 
     def check(param: typer.CallbackParam, value: float | None) -> float | None:
         if value is not None:  # an optional option that was not given
@@ -73,6 +104,7 @@ def _within(bounds: Bounds) -> Callable[[typer.CallbackParam, float | None], flo
 
 NON_NEGATIVE = _within(Bounds(low=0))
 AT_LEAST_1 = _within(Bounds(low=1))
+AT_LEAST_2 = _within(Bounds(low=2))
 POSITIVE = _within(Bounds(low=0, low_inclusive=False))
 
 
@@ -86,10 +118,8 @@ def list_methods() -> None:
 
     table = Table("method", "description", "model roles", "from")
     for name, info in discover().items():
-        method_class = info.load()
-        table.add_row(
-            name, method_class.description, ", ".join(method_class.roles) or "-", info.distribution
-        )
+        card = info.card
+        table.add_row(name, card.description, ", ".join(card.roles) or "-", info.distribution)
     console.print(table)
 
 
@@ -137,36 +167,78 @@ def models_check(
             "(reads headers only).",
         ),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, one object per role.")
+    ] = False,
 ) -> None:
     """Show where each model role's weights resolve; exit 1 if any is missing (or, with --deep,
     does not fit its loader).
 
     Example: audiobench models check --profile paper --weights-dir /data/weights --deep
     """
+    roles = _role_report(profile, weights_dir, deep)
+    if as_json:
+        print(json.dumps(roles, indent=2))
+    else:
+        _print_role_table(roles, profile)
+    if any(role["status"] != "found" for role in roles):
+        raise typer.Exit(1)
+
+
+def _role_report(profile: str, weights_dir: Path | None, deep: bool) -> list[dict[str, Any]]:
+    """One entry per role: where its weights are (or how to obtain them) and, with `deep`, how
+    each weight file compares with the role's manifest."""
     from audiobench.models.inventory import role_status
     from audiobench.models.manifest import check_files
 
-    statuses = role_status(profile, weights_dir)
-    table = Table("role", "used by", "status", "location or how to obtain")
-    failed = []
-    for status in statuses:
-        state = "[green]found[/]" if status.location else "[red]missing[/]"
-        detail = status.location or status.role.how_to_obtain
+    roles = []
+    for status in role_status(profile, weights_dir):
+        checks = []
         if deep and status.location and profile == "paper":
             checks = check_files(status.role.name, Path(status.location))
-            if not all(check.ok for check in checks):
-                state = "[red]mismatch[/]"
-                failed.append(status.role.name)
-            detail = "; ".join([detail, *(check.describe() for check in checks)])
-        table.add_row(status.role.name, ", ".join(status.used_by), state, escape(detail))
+        fits = all(check.ok for check in checks)
+        roles.append(
+            {
+                "role": status.role.name,
+                "used_by": list(status.used_by),
+                "status": ("found" if fits else "mismatch") if status.location else "missing",
+                "location": status.location,
+                "how_to_obtain": None if status.location else status.role.how_to_obtain,
+                "files": [
+                    {
+                        "component": check.component,
+                        "file": None if check.file is None else str(check.file),
+                        "fits": check.ok,
+                        "detail": check.describe(),
+                    }
+                    for check in checks
+                ],
+            }
+        )
+    return roles
+
+
+def _print_role_table(roles: list[dict[str, Any]], profile: str) -> None:
+    """`models check` as a table that wraps long file names and URLs rather than cutting them."""
+    colours = {"found": "green", "missing": "red", "mismatch": "red"}
+    headers = ("role", "used by", "status", "location or how to obtain")
+    table = Table(*(Column(header, overflow="fold") for header in headers))
+    for role in roles:
+        details = [role["location"] or role["how_to_obtain"], *(f["detail"] for f in role["files"])]
+        table.add_row(
+            role["role"],
+            ", ".join(role["used_by"]),
+            f"[{colours[role['status']]}]{role['status']}[/]",
+            escape("; ".join(details)),
+        )
     console.print(table)
-    missing = [status.role.name for status in statuses if not status.location]
-    if missing:
-        console.print(f"missing for the {profile} profile: {', '.join(missing)}")
-    if failed:
-        console.print(f"weight files that do not fit their loader: {', '.join(failed)}")
-    if missing or failed:
-        raise typer.Exit(1)
+    for status, message in (
+        ("missing", f"missing for the {profile} profile"),
+        ("mismatch", "weight files that do not fit their loader"),
+    ):
+        names = [role["role"] for role in roles if role["status"] == status]
+        if names:
+            console.print(f"{message}: {', '.join(names)}")
 
 
 @models_app.command("manifest")
@@ -208,12 +280,16 @@ def models_fetch(
     """
     from audiobench.models.inventory import fetch_roles
 
-    table = Table("role", "status", "where, why or how", title="audiobench models fetch")
+    headers = ("role", "status", "where, why or how")
+    table = Table(
+        *(Column(header, overflow="fold") for header in headers), title="audiobench models fetch"
+    )
     colours = {"done": "green", "failed": "red", "by hand": "yellow"}
     outcomes = []
-    for outcome in fetch_roles(role, weights_dir):
-        outcomes.append(outcome)
-        console.print(f"{outcome.role}: {outcome.status}", highlight=False)
+    with on_interrupt(f"partial downloads are kept; {RERUN_RESUMES}"):
+        for outcome in fetch_roles(role, weights_dir):
+            outcomes.append(outcome)
+            console.print(f"{outcome.role}: {outcome.status}", highlight=False)
     for outcome in outcomes:
         colour = colours[outcome.status]
         table.add_row(outcome.role, f"[{colour}]{outcome.status}[/]", escape(outcome.detail))
@@ -303,7 +379,8 @@ def prepare_vggsound(
     if needs_scorer(settings):
         options = LoadOptions(resolve_device(device), torch.float32)
         scorer = clip_scorer(ModelZoo(profile, options, weights_dir))
-    summary = prepare(settings, scorer)
+    with on_interrupt(f"prepared clips are kept; {RERUN_RESUMES}"):
+        summary = prepare(settings, scorer)
     skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.skipped.items()))
     console.print(
         f"{summary.out}: {summary.prepared} clips prepared; skipped: {skipped or 'none'}"
@@ -399,7 +476,8 @@ def run(
         checkpoint=checkpoint,
         weights_dir=weights_dir,
     )
-    summary = execute(settings)
+    with on_interrupt(f"finished images are saved; {RERUN_RESUMES}"):
+        summary = execute(settings)
     if not is_helper_process():
         console.print(
             f"{summary.run_dir}: {summary.ok}/{summary.total} images ({summary.generated} new), "
@@ -463,7 +541,8 @@ def train(
         weights_dir=weights_dir,
         options=_parse_options(option or []),
     )
-    folder = train_method(settings)
+    with on_interrupt("checkpoints are kept in --out; rerun with --resume to continue"):
+        folder = train_method(settings)
     if is_helper_process():
         return
     console.print(
@@ -585,13 +664,15 @@ def evaluate(
         replace=replace,
         allow_dataset_change=allow_dataset_change,
     )
-    report = evaluate_run(settings)
+    with on_interrupt(None if no_cache else f"computed embeddings are cached; {RERUN_RESUMES}"):
+        report = evaluate_run(settings)
     if is_helper_process():
         return
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return
-    from audiobench.metrics.plugin import discover_metrics
+    from audiobench.metrics.plugin import discover_metrics, min_samples_of
+    from audiobench.report import format_number
 
     table = Table("metric", "value", "95% CI", "N", title=f"{run_dir} ({report['profile']})")
     for metric, result in report["metrics"].items():
@@ -600,11 +681,18 @@ def evaluate(
         places = discover_metrics()[metric].decimals if metric in discover_metrics() else 2
         table.add_row(
             f"{metric.upper()} ({arrow})",
-            f"{result['value']:.{places}f}",
-            f"{low:.{places}f} - {high:.{places}f}",
+            format_number(result["value"], places),
+            f"{format_number(low, places)} - {format_number(high, places)}",
             str(result["n"]),
         )
     console.print(table)
+    for metric, result in report["metrics"].items():
+        minimum = min_samples_of(metric)
+        if minimum is not None and result["n"] < minimum:
+            console.print(
+                f"warning: {metric.upper()} from {result['n']} samples, fewer than {minimum}: "
+                "biased, not comparable with values at other N"
+            )
     if report["dataset"]["changed_since_run"]:
         console.print("warning: the dataset changed since the run (--allow-dataset-change)")
     if report["excluded"]:
@@ -845,14 +933,18 @@ def leaderboard_add(
     """Add evaluated runs to a leaderboard file (tiny-profile runs are refused unless --force).
 
     The board shipped with the package is never written: name the file to add to (in a source
-    checkout, leaderboards/vggsound.json).
+    checkout, leaderboards/vggsound.json). A run already on the board (same results digest) is
+    not added again; a run with new results is a new row beside the old ones.
 
     Example: audiobench leaderboard add runs/audiotoken-test-paper-seed0 --file board.json
     """
     from audiobench.leaderboard import add_runs
 
-    board = add_runs(file, run_dirs, force)
-    console.print(f"{file}: {len(board['rows'])} rows")
+    addition = add_runs(file, run_dirs, force)
+    for note in addition.notes:
+        print(f"note: {note}", file=sys.stderr)
+    rows = len(addition.board["rows"])
+    console.print(f"{escape(str(file))}: {rows} rows ({addition.added} added)", highlight=False)
 
 
 @leaderboard_app.command("render")
@@ -873,11 +965,12 @@ def leaderboard_render(
     """
     from audiobench.leaderboard import load, packaged_board, render, write_markdown
 
-    board = load(file or packaged_board())
+    source = file or packaged_board()
+    board = load(source)
     if out is None:
-        sys.stdout.write(render(board))
+        sys.stdout.write(render(board, source))
         return
-    write_markdown(board, out)
+    write_markdown(board, out, source)
     console.print(f"leaderboard written: {out}")
 
 
@@ -889,8 +982,13 @@ def human_export(
         str, typer.Option("--format", help="html, csv, mturk or labelstudio.")
     ] = "html",
     per_method: Annotated[
-        int, typer.Option("--per-method", help="Samples per method.", callback=AT_LEAST_1)
-    ] = 15,
+        int | None,
+        typer.Option(
+            "--per-method",
+            help="Samples per method [default: 15, or all the runs share when fewer].",
+            callback=AT_LEAST_1,
+        ),
+    ] = None,
     seed: Annotated[
         int,
         typer.Option("--seed", help="Seed of sampling and shuffling.", callback=NON_NEGATIVE),
@@ -903,15 +1001,32 @@ def human_export(
             callback=NON_NEGATIVE,
         ),
     ] = 2,
+    image_url_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--image-url-prefix",
+            help="http(s) URL the images/ folder is served from, written into the csv, mturk "
+            "and labelstudio sheets [default: local images/ paths; labelstudio embeds them].",
+        ),
+    ] = None,
 ) -> None:
     """Blinded, shuffled rating sheets over the same samples for every method.
 
+    MTurk loads images by URL: upload OUT/images/ to a web host and pass its URL as
+    --image-url-prefix. Label Studio's tasks embed their images unless it is given.
+
     Example: audiobench human-eval export runs/* --out sheets --format html
     """
-    from audiobench.human_eval.export import build_items, export
+    from audiobench.human_eval.export import build_items, export, hosting_note, per_method_note
 
     items = build_items(run_dirs, per_method, seed, attention_checks)
-    sheet = export(items, out, output_format)
+    sheet = export(items, out, output_format, image_url_prefix)
+    for note in (
+        per_method_note(items, per_method),
+        hosting_note(output_format, image_url_prefix, out),
+    ):
+        if note is not None:
+            print(f"note: {note}", file=sys.stderr)
     console.print(f"{len(items)} items: {sheet} (key: {out / 'key.csv'})")
 
 
@@ -929,7 +1044,9 @@ def human_ingest(
         ),
     ] = 0,
 ) -> None:
-    """Responses (form CSV, sheet CSV, MTurk results, Label Studio JSON) into one table.
+    """Responses (form CSV, sheet CSV, MTurk results, Label Studio exports) into one table.
+
+    Label Studio: its JSON, JSON_MIN or CSV export. A file with no rating in it is an error.
 
     Example: audiobench human-eval ingest ratings-*.csv --key sheets/key.csv --out ratings.csv
     """
@@ -953,11 +1070,11 @@ def human_analyze(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
-    """Mean +/- std per method, bootstrap CIs, ratings per item, Krippendorff's alpha, tests.
+    """Per method mean +/- std and cluster intervals; paired tests; mixed model; agreement.
 
     Example: audiobench human-eval analyze ratings.csv --out analysis
     """
-    from audiobench.human_eval.analyze import analyze, plot, table
+    from audiobench.human_eval.analyze import analyze, plot, report, table
     from audiobench.human_eval.ingest import read_ratings
     from audiobench.store import atomic_write_bytes, atomic_write_json, make_directory
 
@@ -966,14 +1083,91 @@ def human_analyze(
     if out is not None:
         make_directory(out)
         atomic_write_json(out / "analysis.json", result)
+        atomic_write_bytes(out / "report.md", report(result).encode())
         atomic_write_bytes(out / "table.md", table(result).encode())
         atomic_write_bytes(out / "table.tex", table(result, latex=True).encode())
         atomic_write_bytes(out / "ratings.png", plot(frame))
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        print(table(result), end="")
-        print(f"Krippendorff's alpha (ordinal): {result['krippendorff_alpha_ordinal']:.3f}")
+        print(report(result), end="")
+
+
+@human_app.command("plan")
+def human_plan(
+    pilot: Annotated[
+        Path | None,
+        typer.Option("--pilot", help="Pilot ratings CSV; its mixed model gives the components."),
+    ] = None,
+    items: Annotated[
+        int,
+        typer.Option(
+            "--items", help="Samples, each rated under every method.", callback=AT_LEAST_2
+        ),
+    ] = 15,
+    raters: Annotated[
+        int, typer.Option("--raters", help="Raters, each rating every item.", callback=AT_LEAST_2)
+    ] = 17,
+    methods: Annotated[
+        int, typer.Option("--methods", help="Methods compared.", callback=AT_LEAST_2)
+    ] = 3,
+    target_width: Annotated[
+        float | None,
+        typer.Option(
+            "--target-width",
+            help="Width of a method's 95% interval to suggest the cheapest design for.",
+            callback=POSITIVE,
+        ),
+    ] = None,
+    difference: Annotated[
+        float,
+        typer.Option(
+            "--difference",
+            help="Difference between two methods (rating points) to find.",
+            callback=NON_NEGATIVE,
+        ),
+    ] = 0.5,
+    rater_sd: Annotated[
+        float | None,
+        typer.Option(
+            "--rater-sd", help="SD of the rater effect (without --pilot).", callback=NON_NEGATIVE
+        ),
+    ] = None,
+    sample_sd: Annotated[
+        float | None,
+        typer.Option(
+            "--sample-sd", help="SD of the sample effect (without --pilot).", callback=NON_NEGATIVE
+        ),
+    ] = None,
+    residual_sd: Annotated[
+        float | None,
+        typer.Option(
+            "--residual-sd", help="SD of the residual (without --pilot).", callback=NON_NEGATIVE
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for plan.md, plan.json and plan.png.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the simulated studies.", callback=NON_NEGATIVE)
+    ] = 0,
+) -> None:
+    """Interval width and power of a study design, from a pilot or stated variance components.
+
+    Example: audiobench human-eval plan --pilot pilot.csv --target-width 0.5 --out plan
+    """
+    from audiobench.human_eval.plan import Design, markdown, plan, plot, variance_components
+    from audiobench.store import atomic_write_bytes, atomic_write_json, make_directory
+
+    components = variance_components(pilot, rater_sd, sample_sd, residual_sd)
+    result = plan(components, Design(raters, items, methods), difference, target_width, seed)
+    text = markdown(result)
+    if out is not None:
+        make_directory(out)
+        atomic_write_json(out / "plan.json", result)
+        atomic_write_bytes(out / "plan.md", text.encode())
+        atomic_write_bytes(out / "plan.png", plot(result))
+    print(text, end="")
 
 
 def _parse_options(pairs: list[str]) -> dict[str, str]:
@@ -987,9 +1181,21 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors (ours and click's) become one line on stderr and exit code
+    2, Ctrl-C one line and exit code 130 (128 + SIGINT, as shells report it)."""
     try:
-        app(args=argv)
+        code = app(args=argv, prog_name="audiobench", standalone_mode=False)
     except AudiobenchError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except typer.TyperException as error:  # click's usage errors
+        line = usage_error_line(error)
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except Interrupted as interruption:
+        hint = f": {interruption.hint}" if interruption.hint else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        sys.exit(130)
+    if code:  # typer.Exit(code) of a command, returned rather than raised outside standalone mode
+        sys.exit(code)

@@ -4,9 +4,16 @@
 `method` (registry name), `name` (row label), `source` ("paper" or "audiobench"), `profile`
 (null for published rows), `config` (the method's options; for published rows, a citation),
 `suite_version`, `date`, and `metrics`: {metric name -> {value, n, ci95}} with nulls where
-unknown. Every metric a row brings is kept, whether or not its plugin is installed here. `render`
-writes it as markdown: the paper's Table 1 columns, then every other metric some row has, and
-for each audiobench row its difference from the published row of the same method.
+unknown; audiobench rows also carry `digest`, the sha256 of the run's results (`results_digest`).
+Every metric a row brings is kept, whether or not its plugin is installed here. `render` writes it
+as markdown: the paper's Table 1 columns, then every other metric some row has, and for each
+audiobench row its difference from the published row of the same method.
+
+`add` is idempotent: a run whose digest is already on the board is not added again. A run whose
+results changed (a re-run or re-evaluation with other numbers, images, data or options) gets a
+new row beside the old one, as lm-evaluation-harness keeps every results file and a hosted
+leaderboard lists each model revision as its own entry: a board is a record, so `add` never
+overwrites or drops a row; deleting a stale one is an edit of the JSON (the board lives in git).
 
 The format is written down as a JSON Schema (Draft 2020-12) shipped in the package,
 `audiobench/schemas/leaderboard.schema.json`, for other tools to check boards with. `validate`
@@ -16,8 +23,10 @@ agreement.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -28,8 +37,8 @@ from audiobench.errors import AudiobenchError
 from audiobench.escaping import markdown_cell
 from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of, ordered
 from audiobench.profiles import RANDOM_PROFILES
-from audiobench.report import load_rows
-from audiobench.store import atomic_write_bytes, atomic_write_json, read_json
+from audiobench.report import format_number, load_rows
+from audiobench.store import atomic_write_bytes, atomic_write_json, read_inside, read_json
 
 SCHEMA_VERSION = 1
 
@@ -128,6 +137,7 @@ ROW_FIELDS: Fields = {
     "suite_version": (_or_null(_is_string), "a string or null"),
     "date": (_is_string, "a string"),
     "metrics": (lambda v: isinstance(v, dict), "an object of metric results"),
+    "digest": (_is_string, "a string"),
 }
 METRIC_FIELDS: Fields = {
     "value": (_or_null(_is_number), "a number or null"),
@@ -179,9 +189,24 @@ def load(path: Path) -> dict[str, Any]:
     return validate(read_json(path), path) if Path(path).exists() else new_board()
 
 
-def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> dict[str, Any]:
-    """Add evaluated runs as audiobench rows (random-weights runs only with `force`)."""
-    board = load(path)
+@dataclass
+class Addition:
+    """What `add_runs` did: the board as it now is, and a line for each run it did not simply
+    append (already on the board, or added beside other rows of the same name)."""
+
+    board: dict[str, Any]
+    added: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> Addition:
+    """Add evaluated runs as audiobench rows (random-weights runs only with `force`).
+
+    A run whose digest a row already has is skipped, so adding a run twice (or twice in one call)
+    leaves one row and the file untouched; one with new results is a new row (module docstring).
+    """
+    addition = Addition(load(path))
+    rows = addition.board["rows"]
     for row in load_rows(run_dirs):
         if row.profile in RANDOM_PROFILES and not force:
             raise AudiobenchError(
@@ -190,41 +215,94 @@ def add_runs(path: Path, run_dirs: list[Path], force: bool = False) -> dict[str,
                 "anyway)"
             )
         assert row.run_dir is not None  # load_rows makes every row from a run
-        record = RunRecord(row.run_dir)
-        board["rows"].append(
+        record, metrics = (_run_file(row.run_dir, name) for name in ("run.json", "metrics.json"))
+        digest = results_digest(record, metrics)
+        same = [old for old in rows if old.get("digest") == digest]
+        if same:
+            addition.notes.append(
+                f"{row.run_dir}: already on the board (the {same[0]['name']!r} row of "
+                f"{same[0]['date']}, digest {digest[:12]}); not added again"
+            )
+            continue
+        namesakes = [
+            old for old in rows if old["source"] == "audiobench" and old["name"] == row.name
+        ]
+        if namesakes:
+            addition.notes.append(
+                f"{row.run_dir}: results differ from the {len(namesakes)} {row.name!r} row(s) "
+                f"already on the board; added beside them (delete a stale row from {path})"
+            )
+        rows.append(
             {
                 "method": row.method,
                 "name": row.name,
                 "source": "audiobench",
                 "profile": row.profile,
-                "config": record.config,
+                "config": _row_config(record),
                 "suite_version": __version__,
                 "date": datetime.now(timezone.utc).date().isoformat(),
-                "metrics": {
-                    metric: {key: result.get(key) for key in ("value", "n", "ci95")}
-                    for metric, result in row.metrics.items()
-                },
+                "metrics": _row_metrics(metrics),
+                "digest": digest,
             }
         )
-    atomic_write_json(path, board)
-    return board
+        addition.added += 1
+    if addition.added:
+        atomic_write_json(path, addition.board)
+    return addition
 
 
-class RunRecord:
+def results_digest(record: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """sha256 of what a run's results are, from its run.json and metrics.json: what made them
+    (method, profile, options, seed, split, checkpoint), what they were measured on (the dataset's
+    index and inputs hashes, the digest of the images the metrics saw, the metric models' hashes)
+    and the numbers (every metric's value, N and interval).
+
+    Not when, where or by which audiobench: timestamps, paths, hosts and versions are left out, so
+    the same results give the same digest from a copied run folder, after an evaluation that
+    reproduces them, or through a newer audiobench; any other change gives another."""
+    dataset = metrics.get("dataset") or record
+    basis = {
+        "config": _row_config(record),
+        "profile": {"run": record.get("profile"), "evaluation": metrics.get("profile")},
+        "dataset": {key: dataset.get(key) for key in ("dataset_sha256", "inputs_sha256")},
+        "images": metrics.get("images") or record.get("images"),
+        "metric_models": sorted(
+            [str(model.get("role")), str(model.get("sha256"))]
+            for model in metrics.get("models", [])
+        ),
+        "metrics": _row_metrics(metrics),
+        "method": record.get("method"),
+    }
+    canonical = json.dumps(basis, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _run_file(run_dir: Path, name: str) -> dict[str, Any]:
+    """run.json or metrics.json, read through no link out of the run: a board is published, and
+    run folders come from strangers."""
+    path = Path(run_dir) / name
+    try:
+        return json.loads(read_inside(path, Path(run_dir)))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AudiobenchError(f"{path} is not valid JSON: {error}") from error
+
+
+def _row_config(record: dict[str, Any]) -> dict[str, Any]:
     """The parts of run.json a leaderboard row keeps."""
-
-    def __init__(self, run_dir: Path) -> None:
-        record = read_json(Path(run_dir) / "run.json")
-        self.config = {
-            "method_config": record.get("method_config"),
-            "seed": record.get("seed"),
-            "split": record.get("split"),
-            "checkpoint": record.get("checkpoint"),
-        }
+    return {key: record.get(key) for key in ("method_config", "seed", "split", "checkpoint")}
 
 
-def render(board: dict[str, Any]) -> str:
-    """Markdown: every row, and each audiobench row's difference from the paper's."""
+def _row_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        metric: {key: result.get(key) for key in ("value", "n", "ci95")}
+        for metric, result in metrics["metrics"].items()
+    }
+
+
+def render(board: dict[str, Any], source: Path | None = None) -> str:
+    """Markdown: every row, and each audiobench row's difference from the paper's, under a note
+    naming the file the board was read from (`source`; None: the packaged board) by its name
+    alone, so the markdown does not depend on where it was made."""
     published = {row["method"]: row for row in board["rows"] if row["source"] == "paper"}
     metrics = board_metrics(board)
     header = [
@@ -255,9 +333,10 @@ def render(board: dict[str, Any]) -> str:
             )
             + " |"
         )
+    name = markdown_cell((source or packaged_board()).name)
     note = (
-        "Generated by `audiobench leaderboard render` from vggsound.json; the paper's rows "
-        "are its published Table 1.\n\n"
+        f"Generated by `audiobench leaderboard render` from {name}; the paper's rows are its "
+        "published Table 1.\n\n"
     )
     return note + "\n".join(lines) + "\n"
 
@@ -276,7 +355,7 @@ def _higher(board: dict[str, Any], metric: str) -> bool:
 def _value(row: dict, metric: str) -> str:
     value = row["metrics"].get(metric, {}).get("value")
     plugin = discover_metrics().get(metric)
-    return "-" if value is None else f"{value:.{plugin.decimals if plugin else 2}f}"
+    return "-" if value is None else format_number(value, plugin.decimals if plugin else 2)
 
 
 def _difference(row: dict, paper: dict | None, metrics: list[str]) -> str:
@@ -288,9 +367,9 @@ def _difference(row: dict, paper: dict | None, metrics: list[str]) -> str:
         ours = row["metrics"].get(metric, {}).get("value")
         theirs = paper["metrics"].get(metric, {}).get("value")
         if ours is not None and theirs is not None:
-            parts.append(f"{label} {ours - theirs:+.2f}")
+            parts.append(f"{label} {format_number(ours - theirs, signed=True)}")
     return ", ".join(parts) or "-"
 
 
-def write_markdown(board: dict[str, Any], out: Path) -> None:
-    atomic_write_bytes(out, render(board).encode("utf-8"))
+def write_markdown(board: dict[str, Any], out: Path, source: Path | None = None) -> None:
+    atomic_write_bytes(out, render(board, source).encode("utf-8"))

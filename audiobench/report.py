@@ -7,7 +7,9 @@ from the metric plugins. Rows: the reference frames first, then text toplines, t
 audio-conditioned methods in the order given; the best value of each column among the
 audio-conditioned methods is bold. Metrics that compare with the reference frames mean nothing
 for the frames themselves, so those cells of the reference row are dashes. A report with any
-random-weights run carries a warning that its numbers mean nothing. Method names and labels
+random-weights run carries a warning that its numbers mean nothing, and one with a value from
+fewer samples than its metric's minimum (FID below 50) a warning naming those rows. Numbers are
+written by `format_number`, which the leaderboard and `evaluate` share. Method names and labels
 come from whoever made the runs, so every table and figure escapes them (audiobench.escaping).
 """
 
@@ -23,18 +25,28 @@ from typing import Any
 
 from audiobench import escaping
 from audiobench.errors import AudiobenchError
-from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of
+from audiobench.metrics.plugin import default_metrics, discover_metrics, label_of, min_samples_of
 from audiobench.profiles import RANDOM_PROFILES
 from audiobench.store import RunDirectory, read_json
 
 KIND_ORDER = {"reference": 0, "text": 1, "audio": 2, "published": 3}
 
 
-def report_warnings(rows: list[Row]) -> dict[str, str]:
+def format_number(value: float, decimals: int = 2, signed: bool = False) -> str:
+    """`value` with `decimals` places (and always a sign with `signed`), never a negative zero:
+    a value that rounds to zero prints as 0.00 whatever its sign (the FID of the reference
+    frames against themselves comes out of the matrix square roots as about -1e-4)."""
+    sign = "+" if signed else ""
+    text = f"{value:{sign}.{decimals}f}"
+    return f"{0.0:{sign}.{decimals}f}" if float(text) == 0 else text
+
+
+def report_warnings(rows: list[Row], columns: list[Column]) -> dict[str, str]:
     """What a reader must know before trusting the table, short form (a LaTeX caption's) to
     full text: a run of a random-weights profile (`tiny`, `paper-random`), whose numbers mean
-    nothing, and runs evaluated on different datasets or splits (or a dataset edited in
-    between), whose numbers cannot be compared."""
+    nothing, runs evaluated on different datasets or splits (or a dataset edited in
+    between), whose numbers cannot be compared, and values of a column from fewer samples
+    than its metric's `min_samples`."""
     found = {}
     profile = next((row.profile for row in rows if row.profile in RANDOM_PROFILES), None)
     if profile is not None:
@@ -48,7 +60,30 @@ def report_warnings(rows: list[Row]) -> dict[str, str]:
             f"The runs were evaluated on {len(datasets)} different datasets or splits "
             f"({'; '.join(datasets)}): their numbers are not comparable."
         )
+    for column in columns:
+        found |= _small_sample_warning(rows, column)
     return found
+
+
+def _small_sample_warning(rows: list[Row], column: Column) -> dict[str, str]:
+    """The warning for the rows whose value in `column` comes from too few samples."""
+    minimum = min_samples_of(column.metric)
+    if minimum is None:
+        return {}
+    short = [
+        f"{row.name} at N = {cell['n']}"
+        for row in rows
+        if (cell := row.cell(column.metric)) and cell.get("n") is not None and cell["n"] < minimum
+    ]
+    if not short:
+        return {}
+    return {
+        f"{column.label} from fewer than {minimum} samples: biased, not comparable.": (
+            f"{column.label} from fewer than {minimum} samples for {', '.join(short)}: at such "
+            "N its bias outweighs the differences between methods, and values at different N "
+            "are not comparable."
+        )
+    }
 
 
 FORMATS = ("markdown", "latex", "html")
@@ -202,12 +237,12 @@ def _cells(
                 cells.append("-")
                 continue
             places = column.decimals
-            text = f"{result['value']:.{places}f}"
+            text = format_number(result["value"], places)
             if row.conditioning == "audio" and best.get(column.metric) == result["value"]:
                 text = bold.format(text)
             if with_ci and result.get("ci95"):
                 low, high = result["ci95"]
-                text += f" [{low:.{places}f}, {high:.{places}f}]"
+                text += f" [{format_number(low, places)}, {format_number(high, places)}]"
             cells.append(text)
         cells.append(str(row.n) if row.n is not None else "-")
         table.append(cells)
@@ -236,7 +271,7 @@ def markdown(rows: list[Row], with_ci: bool = False, metrics: list[str] | None =
     text = "\n".join(lines) + "\n"
     warnings_ = "".join(
         f"> **Warning**: {escaping.markdown_cell(warning)}\n\n"
-        for warning in report_warnings(rows).values()
+        for warning in report_warnings(rows, columns).values()
     )
     return warnings_ + text
 
@@ -257,7 +292,10 @@ def latex(rows: list[Row], with_ci: bool = False, metrics: list[str] | None = No
         r"\bottomrule",
         r"\end{tabular}",
         r"\caption{Audio-to-image results on VGGSound (audiobench)."
-        + "".join(rf" \textbf{{{caption}}}" for caption in report_warnings(rows))
+        + "".join(
+            rf" \textbf{{{escaping.latex_text(caption)}}}"
+            for caption in report_warnings(rows, columns)
+        )
         + "}",
         r"\end{table}",
     ]
@@ -280,7 +318,7 @@ def html_report(
         for cells in _cells(rows, columns, with_ci, "<b>{}</b>", escape)
     )
     warning = "".join(
-        f'<p class="warning">{escape(text)}</p>' for text in report_warnings(rows).values()
+        f'<p class="warning">{escape(text)}</p>' for text in report_warnings(rows, columns).values()
     )
     images = "".join(
         f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'

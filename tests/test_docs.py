@@ -82,10 +82,10 @@ def test_cli_reference_documents_every_command(hook):
     for usage in cli_commands():
         assert f"`{usage}`" in page, usage
     run = page.split("## `audiobench run`")[1].split("\n## ")[0]
-    assert "| `--method <str>` |" in run and "```text\naudiobench run [OPTIONS]\n```" in run
+    assert "| `--method TEXT` |" in run and "```text\naudiobench run [OPTIONS]\n```" in run
     # nested groups reach their leaves, with options
     assert "#### `audiobench data prepare vggsound`" in page
-    assert "`--video-dir <path>`" in page
+    assert "`--video-dir PATH`" in page
 
 
 def test_hook_reads_the_package_dir_table(hook):

@@ -199,6 +199,9 @@ def test_fid_of_a_run_equals_torch_fidelity_on_the_same_folders(
         cuda=False,
         feature_extractor_weights_path=str(tiny_inception_weights),
         verbose=False,
+        # Read the images in this process: torch-fidelity's DataLoader otherwise starts
+        # min(4, 2 x CPUs) workers, more than a 2-core machine has (a warning per folder).
+        save_cpu_ram=True,
     )["frechet_inception_distance"]
     assert sd_metrics["metrics"]["fid"]["value"] == pytest.approx(direct, rel=1e-6)
     assert direct > 1.0  # two different image sets are far apart, the test is not vacuous
@@ -218,6 +221,7 @@ def test_distance_equals_torch_fidelity_fid_and_kid(runs, cli, tiny_inception_we
         cuda=False,
         verbose=False,
         feature_extractor_weights_path=str(tiny_inception_weights),
+        save_cpu_ram=True,  # no DataLoader workers, as above
     )
     code, out, _ = cli(
         "distance", images, frames, "--metrics", "fid,kid", "--profile", "tiny", "--json"

@@ -45,6 +45,7 @@ def positive(option: str) -> dict[str, str]:
 
 
 SEED = at_least("--seed", 0, "-1", "-5")
+STATED = ["--rater-sd", "1", "--sample-sd", "1", "--residual-sd", "1"]  # plan's components
 ONE = ("0", "-1")
 
 COMMAND_ROWS = [
@@ -97,6 +98,18 @@ COMMAND_ROWS = [
         "--max-failed-checks",
         at_least("--max-failed-checks", 0, "-1"),
     ),
+    *(
+        row
+        for option in ("--items", "--raters", "--methods")
+        for row in rows_for("human-eval plan", STATED, option, at_least(option, 2, "1", "0"))
+    ),
+    *rows_for("human-eval plan", STATED, "--target-width", positive("--target-width")),
+    *(
+        row
+        for option in ("--difference", "--rater-sd", "--sample-sd", "--residual-sd")
+        for row in rows_for("human-eval plan", STATED, option, at_least(option, 0, "-1.0"))
+    ),
+    *rows_for("human-eval plan", STATED, "--seed", SEED),
 ]
 
 # method -> (option, bad value, message); every bounded field of every built-in method

@@ -66,6 +66,10 @@ def runs(tmp_path):
 
 
 GOLDEN_MARKDOWN = """\
+> **Warning**: FID from fewer than 50 samples for SD (text labels) at N = 4, AudioToken at \
+N = 4, Wav2Clip at N = 4: at such N its bias outweighs the differences between methods, and \
+values at different N are not comparable.
+
 | Method | AIC ↑ | FID ↓ | AIS ↑ | IIS ↑ | N |
 |---|---|---|---|---|---|
 | Reference (real frames) | 54.00 | - | 50.00 | - | 4 |
@@ -74,7 +78,8 @@ GOLDEN_MARKDOWN = """\
 | Wav2Clip | 30.00 | 99.50 | 47.00 | 51.00 | 4 |
 """
 
-GOLDEN_LATEX = r"""\begin{table}[t]
+GOLDEN_LATEX = (
+    r"""\begin{table}[t]
 \centering
 \begin{tabular}{lccccc}
 \toprule
@@ -86,9 +91,11 @@ AudioToken & \textbf{45.50} & \textbf{56.25} & \textbf{68.00} & \textbf{76.75} &
 Wav2Clip & 30.00 & 99.50 & 47.00 & 51.00 & 4 \\
 \bottomrule
 \end{tabular}
-\caption{Audio-to-image results on VGGSound (audiobench).}
+\caption{Audio-to-image results on VGGSound (audiobench). \textbf{FID from fewer than 50 """
+    r"""samples: biased, not comparable.}}
 \end{table}
 """
+)
 
 
 def test_markdown_and_latex_golden(runs):
@@ -134,7 +141,9 @@ def test_random_weight_runs_carry_a_warning_everywhere(tmp_path, profile):
 
 def test_paper_runs_carry_no_warning(tmp_path):
     rows = load_rows([make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile="paper")])
-    assert "Warning" not in markdown(rows) and "meaningless" not in latex(rows)
+    columns = ["aic", "ais", "iis"]  # an FID from these 4 samples would be flagged
+    assert "Warning" not in markdown(rows, metrics=columns)
+    assert "textbf" not in latex(rows, metrics=columns).split(r"\caption")[1]
 
 
 def test_runs_evaluated_on_different_datasets_or_splits_carry_a_warning(runs):
@@ -146,13 +155,13 @@ def test_runs_evaluated_on_different_datasets_or_splits_carry_a_warning(runs):
 
     for run_dir in runs:
         evaluated_on(run_dir, "test", "1" * 64)
-    assert "Warning" not in markdown(load_rows(runs))
+    assert "different datasets" not in markdown(load_rows(runs))
     evaluated_on(runs[0], "test", "2" * 64)  # the same split of an edited dataset
     rows = load_rows(runs)
     assert "evaluated on 2 different datasets or splits" in markdown(rows)
     assert "index 22222222" in markdown(rows) and "index 11111111" in markdown(rows)
     assert r"\textbf{Runs evaluated on different datasets or splits" in latex(rows)
-    assert html_report(rows, False, {}).count('class="warning"') == 1
+    assert html_report(rows, False, {}).count("different datasets or splits") == 1
 
 
 def test_html_is_self_contained_with_the_grid(runs):
@@ -162,7 +171,7 @@ def test_html_is_self_contained_with_the_grid(runs):
     page = html_report(rows, True, {"Qualitative comparison": grid})
     assert "<table>" in page and "<b>68.00</b>" in page
     assert page.count("data:image/png;base64,") == 1
-    assert 'class="warning"' not in page
+    assert page.count('class="warning"') == 1 and "FID from fewer than 50" in page  # N = 4
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
 
 
@@ -187,7 +196,7 @@ def test_run_without_metrics_is_named(runs, cli):
 
 def test_leaderboard_has_the_papers_rows_and_renders_differences(tmp_path, runs):
     board_file = tmp_path / "board.json"
-    board = leaderboard.add_runs(board_file, [runs[2]])
+    board = leaderboard.add_runs(board_file, [runs[2]]).board
     assert [row["source"] for row in board["rows"]].count("paper") == 6
     stored = json.loads(board_file.read_text())
     assert stored == board and leaderboard.validate(stored, board_file) is stored
@@ -208,7 +217,7 @@ def test_leaderboard_refuses_tiny_runs_and_bad_files(tmp_path):
     tiny = make_run(tmp_path, "audiotoken", VALUES["audiotoken"], profile="tiny")
     with pytest.raises(AudiobenchError, match="tiny profile"):
         leaderboard.add_runs(tmp_path / "board.json", [tiny])
-    assert len(leaderboard.add_runs(tmp_path / "board.json", [tiny], force=True)["rows"]) == 7
+    assert len(leaderboard.add_runs(tmp_path / "board.json", [tiny], force=True).board["rows"]) == 7
     (tmp_path / "bad.json").write_text(json.dumps({"schema_version": 1, "rows": [{"x": 1}]}))
     with pytest.raises(AudiobenchError, match=r"not a valid leaderboard: rows\[0\] lacks"):
         leaderboard.load(tmp_path / "bad.json")

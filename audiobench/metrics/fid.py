@@ -21,6 +21,13 @@ from audiobench.metrics.plugin import SetDistance
 from audiobench.models.inception import FEATURE_EXTRACTOR, FEATURE_LAYER
 
 FID_KEY = "frechet_inception_distance"
+FID_MIN_SAMPLES = 50
+"""Reports flag an FID from fewer samples than this. FID is biased upwards by a term that
+shrinks as 1/N (Chong and Forsyth, CVPR 2020) and fits 2048 x 2048 covariances to N rows, so at
+a few dozen images the bias outweighs the differences between methods, and values at
+different N cannot be compared at all. Heusel et al. (2017) recommend at least 10,000 samples;
+50 is the floor under which audiobench flags a value outright rather than merely reporting its
+N beside it."""
 
 
 class FID(SetDistance):
@@ -29,6 +36,7 @@ class FID(SetDistance):
     description = "Frechet Inception distance of generated images and reference frames"
     kind = FeatureKind("inception", "inception")
     paper_column = 1
+    min_samples = FID_MIN_SAMPLES
 
     def distance(self, set_a: torch.Tensor, set_b: torch.Tensor) -> float:
         return fid_from_features(set_a, set_b)

@@ -99,7 +99,9 @@ class Metric(ABC):
     embeds class names), `columns` (the per-sample columns written into samples.parquet; none
     for metrics of whole image sets), `score_column` (the column whose mean x 100 is the value,
     which `verify` checks and per-class tables average), `paper_column` (its position among
-    Table 1's columns, for the metrics evaluated and reported by default) and `decimals`.
+    Table 1's columns, for the metrics evaluated and reported by default), `decimals` and
+    `min_samples` (the fewest samples for a value worth comparing; reports flag values from
+    fewer; None: no minimum).
     """
 
     name: ClassVar[str]
@@ -111,6 +113,7 @@ class Metric(ABC):
     score_column: ClassVar[str | None] = None
     paper_column: ClassVar[int | None] = None
     decimals: ClassVar[int] = 2
+    min_samples: ClassVar[int | None] = None
 
     @abstractmethod
     def compute(self, inputs: MetricInputs, settings: ScoreSettings) -> MetricResult:
@@ -213,6 +216,12 @@ def label_of(name: str) -> str:
     """A metric's column header; the name upper-cased when its plugin is not installed."""
     metric = discover_metrics().get(name)
     return metric.label if metric is not None else name.upper()
+
+
+def min_samples_of(name: str) -> int | None:
+    """A metric's `min_samples`: None when it declares none or its plugin is not installed."""
+    metric = discover_metrics().get(name)
+    return metric.min_samples if metric is not None else None
 
 
 def mean_result(per_sample: np.ndarray, settings: ScoreSettings, config: dict) -> MetricResult:

@@ -26,6 +26,7 @@ from audiobench.models.zoo import (
     WeightLayout,
     huggingface_file,
     register_role,
+    silence_pooled_token,
     weight_file,
 )
 
@@ -155,12 +156,20 @@ def tiny_towers(spec: ClipSpec) -> dict[str, Any]:
 
 
 def _build_tiny(spec: ClipSpec, options: LoadOptions) -> ClipEncoder:
-    """The CLIP architecture (ViT image tower, text transformer) at `tiny_towers`' size."""
+    """The CLIP architecture (ViT image tower, text transformer) at `tiny_towers`' size, with
+    the tokens that both towers pool (the class token, the end-of-text token) started at zero
+    so that the embeddings follow the input (`silence_pooled_token`)."""
     import open_clip
     from open_clip.model import CLIP
 
     model = CLIP(spec.embed_dim, **tiny_towers(spec), quick_gelu=True)
-    return ClipEncoder(spec, model, open_clip.get_tokenizer(spec.architecture), options)
+    tokenizer = open_clip.get_tokenizer(spec.architecture)
+    silence_pooled_token(
+        model.visual.class_embedding,
+        model.visual.positional_embedding[0],
+        model.token_embedding.weight[tokenizer.eot_token_id],
+    )
+    return ClipEncoder(spec, model, tokenizer, options)
 
 
 def _fetch(spec: ClipSpec, weights_dir: Path) -> Path:

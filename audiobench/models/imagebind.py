@@ -31,7 +31,8 @@ normalised with CLIP's mean and std.
 
 Random weights (`tiny`, `paper-random`) use a truncated normal (std 0.02) for the class token
 and position embedding and torch's defaults elsewhere, not the authors' training
-initialisation: only `paper` weights carry meaning.
+initialisation: only `paper` weights carry meaning. `tiny` starts the class token and its
+position embedding at zero, so that its embeddings follow the input.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from audiobench.models.zoo import (
     WeightLayout,
     download_file,
     register_role,
+    silence_pooled_token,
     torch_hub_file,
     weight_file,
 )
@@ -400,6 +402,19 @@ def _build(encoder: Callable[..., _Branch], dims: dict[str, int], options: LoadO
     return encoder(**dims).eval().to(options.device, options.dtype)
 
 
+def _build_tiny(encoder: Callable[..., _Branch], options: LoadOptions) -> _Branch:
+    """A branch at `TINY_DIMS` whose class token, which the head reads, starts at zero
+    (`silence_pooled_token`): with a random one, the tiny vision branch gave a pairwise cosine
+    of 0.99 between different real frames."""
+    model = encoder(**TINY_DIMS)
+    tokens = f"modality_preprocessors.{model.modality}"
+    silence_pooled_token(
+        model.get_parameter(f"{tokens}.cls_token"),
+        model.get_parameter(f"{tokens}.pos_embedding_helper.pos_embed")[:, 0],
+    )
+    return model.eval().to(options.device, options.dtype)
+
+
 def _fetch(role_name: str, weights_dir: Path) -> Path:
     return download_file(URL, Path(weights_dir) / role_name / CHECKPOINT)
 
@@ -419,7 +434,7 @@ def _register(encoder: type[_Branch], description: str, folders: Sequence[str]) 
             locate=partial(_locate, tuple(folders)),
             load_paper=partial(_load_paper, encoder),
             build_paper_random=partial(_build, encoder, {}),
-            build_tiny=partial(_build, encoder, TINY_DIMS),
+            build_tiny=partial(_build_tiny, encoder),
             layout=WeightLayout({"": ("",)}, prefixes=encoder.prefixes),
             fetch=partial(_fetch, name),
         )

@@ -190,22 +190,26 @@ class ModelZoo:
             role = get_role(role_name)
             if self.profile in RANDOM_PROFILES:
                 build = role.build_tiny if self.profile == "tiny" else role.build_paper_random
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(RANDOM_SEED)
-                    model = build(self.options)
-                self._provenance[role_name] = Provenance(
-                    role.name,
-                    self.profile,
-                    f"{self.profile}(seed={RANDOM_SEED})",
-                    None,
-                    state_sha256(model),
-                )
+                model = self.build_random(role.name, lambda: build(self.options), RANDOM_SEED)
             else:
                 paper_path = self.identify(role_name).path
                 assert paper_path is not None  # `paper` provenance always records the path
                 model = role.load_paper(Path(paper_path), self.options)
             self._loaded[role_name] = model
         return self._loaded[role_name]
+
+    def build_random(self, name: str, build: Callable[[], Any], seed: int) -> Any:
+        """`build()` run under `seed` (the global generator restored after it), recorded under
+        `name` like a role: for the roles of the random profiles and for a method's own random
+        stand-in (AudioToken's embedder without a checkpoint), whose seed and weights hash then
+        appear in run.json beside the roles'."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build()
+        self._provenance[name] = Provenance(
+            name, self.profile, f"{self.profile}(seed={seed})", None, state_sha256(model)
+        )
+        return model
 
     def identify(self, role_name: str) -> Provenance:
         """Source and weights hash of a role; for `paper` without loading the model."""
@@ -415,6 +419,21 @@ def variance_preserving_init(model: torch.nn.Module, nonlinearity: Nonlinearity 
                 module.running_mean.zero_()
             if module.running_var is not None:
                 module.running_var.fill_(1.0)
+
+
+def silence_pooled_token(*constants: torch.Tensor) -> None:
+    """Zero the constant inputs of the token whose output a transformer's embedding is read
+    from: a class token and its position embedding, or a text tower's end-of-text embedding.
+
+    That token enters every input as the same vector. Trained attention fills it with the
+    input's content; random attention barely does, so its own constant dominates its output and
+    the embeddings of different inputs nearly coincide (the tiny CLIP ViT-B/32 gave a pairwise
+    cosine of 0.99 between different real frames, so AIS ranked every method's images alike).
+    Starting at zero, the token carries only what attention gathers from the other tokens.
+    """
+    with torch.no_grad():
+        for constant in constants:
+            constant.zero_()
 
 
 def build_unloaded(
