@@ -27,6 +27,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TORCH_HOME"] = str(home / "torch")
     os.environ.pop("AUDIOBENCH_WEIGHTS", None)
     os.environ["COLUMNS"] = "200"  # rich wraps tables to the terminal width (80 when piped)
+    # One intra-op thread per process unless the caller chose: the tests' tensors are small, and
+    # on a loaded 2-core machine OpenMP's spinning worker threads make ops many times slower.
+    # Test subprocesses inherit the variables; this process is already running, so it is told.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
