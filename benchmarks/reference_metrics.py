@@ -18,6 +18,7 @@ from audiobench.data import Sample, load_index
 from audiobench.store import RunDirectory
 
 
+@torch.no_grad()  # every encoder, the audio ones included: only embeddings are compared
 def reference_scores(
     run_dir: Path, metrics: Sequence[str] = ("ais", "iis", "aic"), profile: str = "tiny"
 ) -> dict[str, float]:
@@ -60,7 +61,6 @@ def _unit(vector: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(vector.double(), dim=-1)
 
 
-@torch.no_grad()
 def _clip_image(encoder, image: Image.Image) -> torch.Tensor:
     return _unit(encoder.model.encode_image(encoder.preprocess(image).unsqueeze(0))[0])
 
@@ -83,7 +83,6 @@ def _loop_win_rate(query: list[torch.Tensor], paired: list[torch.Tensor]) -> flo
     return 100 * float(np.mean(wins))
 
 
-@torch.no_grad()
 def _aic(zoo, generated: list[Image.Image], samples: list[Sample]) -> float:
     from audiobench.models.classifier import class_names
 
@@ -97,7 +96,6 @@ def _aic(zoo, generated: list[Image.Image], samples: list[Sample]) -> float:
     return 100 * float(np.mean(agree))
 
 
-@torch.no_grad()
 def _inception_pairs(zoo, generated, frames) -> tuple[np.ndarray, np.ndarray]:
     extractor = zoo.load("inception").extractor
 

@@ -17,6 +17,9 @@ from tests.test_evaluation import make_run
 TOLERANCE = {"fid": 1e-3, "kid": 1e-3, "cmmd": 1e-3}  # relative; win rates and shares: exact
 
 
+# 12 images give rank-deficient 2048 x 2048 covariances: scipy's sqrtm says so, and FID is still
+# defined, and audiobench's and this reference's values agree within TOLERANCE
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
 def test_every_metric_equals_the_per_image_reference(demo_dir, tmp_path):
     run = make_run(demo_dir, tmp_path, "sd-text", steps="2")
     names = tuple(discover_metrics())
