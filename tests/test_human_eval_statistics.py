@@ -68,7 +68,7 @@ def test_the_cluster_interval_covers_the_true_mean_at_close_to_its_nominal_rate(
     cluster, naive = covered["cluster"] / 200, covered["naive"] / 200
     print(f"coverage of 95% intervals: cluster {cluster:.3f}, naive {naive:.3f}")
     assert 0.90 <= cluster <= 0.98
-    assert naive <= cluster - 0.25  # measured: cluster 0.925, naive 0.575
+    assert naive <= cluster - 0.25  # measured: cluster 0.910, naive 0.520
 
 
 def test_a_replicate_equals_the_mean_of_the_resampled_table():
